@@ -1,0 +1,95 @@
+//! HTTP routes. Thin: parse the request, call the service, shape the reply.
+
+mod body;
+mod health;
+mod token;
+mod users;
+
+pub use body::Payload;
+
+use crate::auth::CurrentUser;
+use crate::error::ApiError;
+use crate::service::AuthService;
+use axum::http::Method;
+use axum::routing::{MethodRouter, get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Every route of the token API, health checks included, with JSON 404s.
+pub fn router(service: Arc<AuthService>) -> Router {
+    let token_route = |handler: MethodRouter<_>, name| {
+        handler
+            .options(move || metadata(name))
+            .fallback(not_allowed)
+    };
+    let routes = [
+        (
+            "/api/token/",
+            token_route(post(token::obtain), "Token Obtain Pair"),
+        ),
+        (
+            "/api/token/refresh/",
+            token_route(post(token::refresh), "Token Refresh"),
+        ),
+        (
+            "/api/token/verify/",
+            token_route(post(token::verify), "Token Verify"),
+        ),
+        (
+            "/api/token/blacklist/",
+            token_route(post(token::blacklist), "Token Blacklist"),
+        ),
+        (
+            "/api/users/me/",
+            get(users::me)
+                .options(|_: CurrentUser| metadata("Me"))
+                .fallback(not_allowed_once_authenticated),
+        ),
+        ("/healthz", get(health::healthz).fallback(not_allowed)),
+        ("/readyz", get(health::readyz).fallback(not_allowed)),
+    ];
+    let mut router = Router::new();
+    for (path, route) in routes {
+        // Served with and without the trailing slash, without redirecting.
+        let bare = path.strip_suffix('/').filter(|p| !p.is_empty());
+        if let Some(bare) = bare {
+            router = router.route(bare, route.clone());
+        }
+        router = router.route(path, route);
+    }
+    router
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(service)
+}
+
+async fn not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(method)
+}
+
+/// On a protected route, authentication comes before the method check, as in DRF.
+async fn not_allowed_once_authenticated(_: CurrentUser, method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(method)
+}
+
+/// DRF's answer to OPTIONS.
+#[derive(Serialize)]
+struct Metadata {
+    name: &'static str,
+    description: &'static str,
+    renders: [&'static str; 1],
+    parses: [&'static str; 3],
+}
+
+async fn metadata(name: &'static str) -> Json<Metadata> {
+    Json(Metadata {
+        name,
+        description: "",
+        renders: ["application/json"],
+        parses: [
+            "application/json",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ],
+    })
+}

@@ -1,0 +1,260 @@
+//! The command line: serve, migrate, manage users, flush expired tokens.
+
+use crate::config::{ConfigError, Settings};
+use crate::server::{self, ServeError};
+use crate::service::{AuthService, ServiceError};
+use crate::store::{self, StoreError};
+use clap::{Parser, Subcommand};
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "handstamp",
+    version,
+    about = "JWT authentication server, wire-compatible with djangorestframework-simplejwt"
+)]
+pub struct Cli {
+    /// Database URL.
+    #[arg(
+        long,
+        global = true,
+        env = "HANDSTAMP_DATABASE_URL",
+        default_value = "sqlite://handstamp.sqlite3"
+    )]
+    database: String,
+    /// Settings file (TOML). Default: handstamp.toml, when present.
+    #[arg(long, global = true, env = "HANDSTAMP_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve {
+        /// Address to listen on, repeatable [env: HANDSTAMP_BIND; default: 127.0.0.1:8000].
+        #[arg(long)]
+        bind: Vec<String>,
+    },
+    /// Create or upgrade the database schema.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Delete refresh tokens past their expiry, with their blacklist entries.
+    FlushExpiredTokens,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user; asks for the password twice unless --password-stdin is given.
+    Create {
+        name: String,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        staff: bool,
+        #[arg(long)]
+        superuser: bool,
+    },
+    /// Set a user's password.
+    SetPassword {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Let a user log in again.
+    Activate { name: String },
+    /// Stop a user from logging in or refreshing tokens.
+    Deactivate { name: String },
+    /// Delete a user.
+    Delete { name: String },
+    /// List users, one per line, tab-separated, with a header.
+    List,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("{0}")]
+    Input(String),
+    #[error("cannot read the password: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Parses the command line and runs it; the binary's whole `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let config = match &cli.config {
+        Some(path) => Some(path.clone()),
+        None => Some(PathBuf::from("handstamp.toml")).filter(|p| p.exists()),
+    };
+    let mut settings = Settings::load(config.as_deref())?;
+    match cli.command {
+        Command::Serve { bind } => {
+            init_logging();
+            if !bind.is_empty() {
+                settings.server.bind = bind;
+            }
+            let listeners = server::bind(&settings.server.bind).await?;
+            let store = store::open(&cli.database).await?;
+            let service = AuthService::new(settings.jwt.clone(), store).await?;
+            let app = server::app(service.into(), &settings.server);
+            server::serve(listeners, app, server::shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            store::open(&cli.database).await?;
+            println!("database is up to date: {}", cli.database);
+        }
+        Command::User(command) => {
+            let store = store::open(&cli.database).await?;
+            let service = AuthService::new(settings.jwt, store).await?;
+            user_command(&service, command).await?;
+        }
+        Command::FlushExpiredTokens => {
+            let store = store::open(&cli.database).await?;
+            let deleted = store.flush_expired(crate::token::now()).await?;
+            println!("deleted {deleted} expired tokens");
+        }
+    }
+    Ok(())
+}
+
+async fn user_command(service: &AuthService, command: UserCommand) -> Result<(), CliError> {
+    let store = service.store();
+    match command {
+        UserCommand::Create {
+            name,
+            password_stdin,
+            staff,
+            superuser,
+        } => {
+            check_username(&name)?;
+            let password = read_password(password_stdin)?;
+            let user = service
+                .create_user(&name, password, staff, superuser)
+                .await?;
+            println!("created user {} (id {})", user.username, user.id);
+        }
+        UserCommand::SetPassword {
+            name,
+            password_stdin,
+        } => {
+            if store.user_by_name(&name).await?.is_none() {
+                return Err(StoreError::UnknownUser(name).into());
+            }
+            let password = read_password(password_stdin)?;
+            service.set_password(&name, password).await?;
+            println!("password set for {name}");
+        }
+        UserCommand::Activate { name } => {
+            store.set_active(&name, true).await?;
+            println!("activated {name}");
+        }
+        UserCommand::Deactivate { name } => {
+            store.set_active(&name, false).await?;
+            println!("deactivated {name}");
+        }
+        UserCommand::Delete { name } => {
+            store.delete_user(&name).await?;
+            println!("deleted {name}");
+        }
+        UserCommand::List => {
+            println!("id\tusername\tactive\tstaff\tsuperuser\tdate_joined\tlast_login");
+            for u in store.list_users().await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    u.id,
+                    u.username,
+                    u.is_active,
+                    u.is_staff,
+                    u.is_superuser,
+                    timestamp(u.date_joined),
+                    u.last_login.map(timestamp).unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn timestamp(seconds: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_secs(seconds.max(0) as u64);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// Django's username rule: 1 to 150 letters, digits and @ . + - _.
+fn check_username(name: &str) -> Result<(), CliError> {
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_alphanumeric() || "@.+-_".contains(c));
+    if name.is_empty() || name.chars().count() > 150 || !valid_chars {
+        return Err(CliError::Input(format!(
+            "invalid username {name:?}: use 1 to 150 letters, digits and @ . + - _"
+        )));
+    }
+    Ok(())
+}
+
+/// One line from standard input, or two matching answers at a terminal prompt.
+fn read_password(from_stdin: bool) -> Result<String, CliError> {
+    let password = if from_stdin {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        let line = text.strip_suffix('\n').unwrap_or(&text);
+        line.strip_suffix('\r').unwrap_or(line).to_owned()
+    } else {
+        if !std::io::stdin().is_terminal() {
+            return Err(CliError::Input(
+                "standard input is not a terminal: pass --password-stdin and pipe the password in"
+                    .into(),
+            ));
+        }
+        let first = rpassword::prompt_password("Password: ")?;
+        let second = rpassword::prompt_password("Password (again): ")?;
+        if first != second {
+            return Err(CliError::Input("the passwords do not match".into()));
+        }
+        first
+    };
+    if password.is_empty() {
+        return Err(CliError::Input("the password must not be empty".into()));
+    }
+    Ok(password)
+}

@@ -1,0 +1,415 @@
+//! Settings: simplejwt's names and defaults, read from the `[jwt]` and `[server]` tables of a
+//! TOML file and from `HANDSTAMP_*` environment variables (the environment wins), and checked
+//! once at start-up.
+
+use crate::token::{Algorithm, ClaimNames};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::{Figment, value::Uncased};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::{fmt, path::Path, time::Duration};
+
+/// A setting that failed its check, named as the user wrote it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid setting `{setting}`: {message}")]
+    Invalid {
+        setting: &'static str,
+        message: String,
+    },
+    #[error("invalid settings: {0}")]
+    Read(#[from] Box<figment::Error>),
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        message: message.into(),
+    }
+}
+
+/// A secret that never shows in logs or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub jwt: JwtSettings,
+    pub server: ServerSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub access_token_lifetime: Duration,
+    pub refresh_token_lifetime: Duration,
+    pub rotate_refresh_tokens: bool,
+    pub blacklist_after_rotation: bool,
+    pub update_last_login: bool,
+    pub algorithm: Algorithm,
+    /// None: a secret generated once and kept in the database.
+    pub signing_key: Option<Secret>,
+    pub audience: Option<String>,
+    pub issuer: Option<String>,
+    pub leeway: Duration,
+    pub auth_header_types: Vec<String>,
+    pub claims: ClaimNames,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub bind: Vec<String>,
+    pub max_body: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        RawSettings::default()
+            .validate()
+            .expect("the defaults are valid")
+    }
+}
+
+impl Settings {
+    /// Reads `file` (if given and present) and the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(RawSettings::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let env = Env::prefixed("HANDSTAMP_").filter_map(|key| {
+            let section = if JWT_KEYS.contains(&key.as_str()) {
+                "jwt"
+            } else if SERVER_KEYS.contains(&key.as_str()) {
+                "server"
+            } else {
+                return None;
+            };
+            Some(Uncased::from_owned(format!("{section}.{key}")))
+        });
+        let raw: RawSettings = figment.merge(env).extract().map_err(Box::new)?;
+        raw.validate()
+    }
+}
+
+/// The settings the environment may override, without the `HANDSTAMP_` prefix.
+const JWT_KEYS: &[&str] = &[
+    "access_token_lifetime",
+    "refresh_token_lifetime",
+    "rotate_refresh_tokens",
+    "blacklist_after_rotation",
+    "update_last_login",
+    "algorithm",
+    "signing_key",
+    "verifying_key",
+    "audience",
+    "issuer",
+    "leeway",
+    "auth_header_types",
+    "user_id_claim",
+    "token_type_claim",
+    "jti_claim",
+];
+const SERVER_KEYS: &[&str] = &["bind", "max_body"];
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    #[serde(default)]
+    jwt: RawJwt,
+    #[serde(default)]
+    server: RawServer,
+}
+
+/// Settings as written; numbers and text are both accepted where the environment could give
+/// either.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawJwt {
+    #[serde(deserialize_with = "text")]
+    access_token_lifetime: String,
+    #[serde(deserialize_with = "text")]
+    refresh_token_lifetime: String,
+    rotate_refresh_tokens: bool,
+    blacklist_after_rotation: bool,
+    update_last_login: bool,
+    #[serde(deserialize_with = "text")]
+    algorithm: String,
+    #[serde(deserialize_with = "opt_text")]
+    signing_key: Option<String>,
+    #[serde(deserialize_with = "opt_text")]
+    verifying_key: Option<String>,
+    #[serde(deserialize_with = "opt_text")]
+    audience: Option<String>,
+    #[serde(deserialize_with = "opt_text")]
+    issuer: Option<String>,
+    #[serde(deserialize_with = "text")]
+    leeway: String,
+    #[serde(deserialize_with = "list")]
+    auth_header_types: Vec<String>,
+    #[serde(deserialize_with = "text")]
+    user_id_claim: String,
+    #[serde(deserialize_with = "text")]
+    token_type_claim: String,
+    #[serde(deserialize_with = "text")]
+    jti_claim: String,
+}
+
+impl Default for RawJwt {
+    fn default() -> Self {
+        RawJwt {
+            access_token_lifetime: "5m".into(),
+            refresh_token_lifetime: "1d".into(),
+            rotate_refresh_tokens: true,
+            blacklist_after_rotation: true,
+            update_last_login: false,
+            algorithm: "HS256".into(),
+            signing_key: None,
+            verifying_key: None,
+            audience: None,
+            issuer: None,
+            leeway: "0s".into(),
+            auth_header_types: vec!["Bearer".into()],
+            user_id_claim: "user_id".into(),
+            token_type_claim: "token_type".into(),
+            jti_claim: "jti".into(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawServer {
+    #[serde(deserialize_with = "list")]
+    bind: Vec<String>,
+    #[serde(deserialize_with = "text")]
+    max_body: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            bind: vec!["127.0.0.1:8000".into()],
+            max_body: "1MiB".into(),
+        }
+    }
+}
+
+/// A string, or a number or boolean taken as its text (the environment gives `300` as a number).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl From<Scalar> for String {
+    fn from(s: Scalar) -> String {
+        match s {
+            Scalar::Text(t) => t,
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Scalar::deserialize(d).map(String::from)
+}
+
+fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Scalar>::deserialize(d)?.map(String::from))
+}
+
+/// A list, or one value standing for a list of one.
+fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(Scalar),
+        Many(Vec<Scalar>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s.into()],
+        OneOrMany::Many(v) => v.into_iter().map(String::from).collect(),
+    })
+}
+
+/// `"300s"`, `"5m"`, `"1d"`, or a bare number of seconds.
+pub fn parse_duration(setting: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(value).map_err(|e| {
+        invalid(
+            setting,
+            format!("{value:?} is not a duration ({e}); write e.g. \"300s\", \"5m\" or \"1d\""),
+        )
+    })
+}
+
+fn positive(setting: &'static str, d: Duration) -> Result<Duration, ConfigError> {
+    if d.as_secs() == 0 {
+        return Err(invalid(setting, "must be at least one second"));
+    }
+    Ok(d)
+}
+
+fn claim_name(setting: &'static str, name: String) -> Result<String, ConfigError> {
+    if name.trim().is_empty() {
+        return Err(invalid(setting, "must not be empty"));
+    }
+    Ok(name)
+}
+
+impl RawSettings {
+    fn validate(self) -> Result<Settings, ConfigError> {
+        let j = self.jwt;
+        let algorithm: Algorithm = j.algorithm.parse().map_err(|e| invalid("algorithm", e))?;
+        let signing_key = match j.signing_key {
+            Some(key) if key.len() < algorithm.min_key_len() => {
+                return Err(invalid(
+                    "signing_key",
+                    format!(
+                        "{algorithm} needs a key of at least {} bytes; this one has {}",
+                        algorithm.min_key_len(),
+                        key.len()
+                    ),
+                ));
+            }
+            key => key.map(Secret),
+        };
+        if j.verifying_key.is_some() {
+            return Err(invalid(
+                "verifying_key",
+                format!(
+                    "{algorithm} signs and verifies with signing_key; leave verifying_key unset"
+                ),
+            ));
+        }
+        if j.auth_header_types.is_empty()
+            || j.auth_header_types
+                .iter()
+                .any(|t| t.is_empty() || t.contains(char::is_whitespace))
+        {
+            return Err(invalid(
+                "auth_header_types",
+                "must list one or more words, such as [\"Bearer\"]",
+            ));
+        }
+        let jwt = JwtSettings {
+            access_token_lifetime: positive(
+                "access_token_lifetime",
+                parse_duration("access_token_lifetime", &j.access_token_lifetime)?,
+            )?,
+            refresh_token_lifetime: positive(
+                "refresh_token_lifetime",
+                parse_duration("refresh_token_lifetime", &j.refresh_token_lifetime)?,
+            )?,
+            rotate_refresh_tokens: j.rotate_refresh_tokens,
+            blacklist_after_rotation: j.blacklist_after_rotation,
+            update_last_login: j.update_last_login,
+            algorithm,
+            signing_key,
+            audience: j.audience,
+            issuer: j.issuer,
+            leeway: parse_duration("leeway", &j.leeway)?,
+            auth_header_types: j.auth_header_types,
+            claims: ClaimNames {
+                token_type: claim_name("token_type_claim", j.token_type_claim)?,
+                user_id: claim_name("user_id_claim", j.user_id_claim)?,
+                jti: claim_name("jti_claim", j.jti_claim)?,
+            },
+        };
+        let s = self.server;
+        if s.bind.is_empty() {
+            return Err(invalid("bind", "must name at least one address"));
+        }
+        let max_body: bytesize::ByteSize = s
+            .max_body
+            .parse()
+            .map_err(|e| invalid("max_body", format!("{:?} is not a size ({e})", s.max_body)))?;
+        let server = ServerSettings {
+            bind: s.bind,
+            max_body: usize::try_from(max_body.as_u64()).unwrap_or(usize::MAX),
+        };
+        Ok(Settings { jwt, server })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_toml(text: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("handstamp.toml");
+        std::fs::write(&path, text).unwrap();
+        Settings::load(Some(&path))
+    }
+
+    #[test]
+    fn defaults_are_simplejwts() {
+        let s = Settings::default();
+        assert_eq!(s.jwt.access_token_lifetime, Duration::from_secs(300));
+        assert_eq!(s.jwt.refresh_token_lifetime, Duration::from_secs(86_400));
+        assert!(s.jwt.rotate_refresh_tokens && s.jwt.blacklist_after_rotation);
+        assert!(!s.jwt.update_last_login);
+        assert_eq!(s.jwt.algorithm, Algorithm::HS256);
+        assert_eq!(s.jwt.auth_header_types, ["Bearer"]);
+        assert_eq!(s.jwt.claims, ClaimNames::default());
+        assert_eq!(s.server.max_body, 1024 * 1024);
+    }
+
+    #[test]
+    fn durations_take_seconds_minutes_days() {
+        for (text, secs) in [("300s", 300), ("5m", 300), ("1d", 86_400), ("42", 42)] {
+            assert_eq!(parse_duration("leeway", text).unwrap().as_secs(), secs);
+        }
+        assert!(parse_duration("leeway", "soon").is_err());
+    }
+
+    #[test]
+    fn file_settings_are_read_and_bad_ones_named() {
+        let s =
+            from_toml("[jwt]\naccess_token_lifetime = \"10m\"\nalgorithm = \"HS512\"\n").unwrap();
+        assert_eq!(s.jwt.access_token_lifetime.as_secs(), 600);
+        assert_eq!(s.jwt.algorithm, Algorithm::HS512);
+
+        let err = from_toml("[jwt]\nalgorithm = \"none\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`algorithm`"), "{err}");
+        let err = from_toml("[jwt]\nsigning_key = \"short\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`signing_key`") && err.contains("32 bytes"),
+            "{err}"
+        );
+        let err = from_toml("[jwt]\nrefresh_token_lifetime = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`refresh_token_lifetime`"), "{err}");
+        let err = from_toml("[jwt]\nacess_token_lifetime = \"5m\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("acess_token_lifetime"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let key = "k".repeat(40);
+        let s = from_toml(&format!("[jwt]\nsigning_key = \"{key}\"\n")).unwrap();
+        assert_eq!(s.jwt.signing_key, Some(Secret(key.clone())));
+        assert!(!format!("{s:?}").contains(&key));
+    }
+}

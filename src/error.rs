@@ -1,0 +1,171 @@
+//! The one place where errors become HTTP responses, in simplejwt's and DRF's shapes.
+
+use crate::auth::AuthError;
+use crate::service::ServiceError;
+use crate::store::StoreError;
+use axum::Json;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+
+/// `WWW-Authenticate` on every 401, as simplejwt sends it.
+pub const WWW_AUTHENTICATE: &str = r#"Bearer realm="api""#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Fields that failed validation, in the order the fields are declared.
+    #[error("invalid fields")]
+    Fields(FieldErrors),
+    #[error("{0}")]
+    NonField(String),
+    /// A body that does not parse, with the parser's own words.
+    #[error("{0}")]
+    Parse(String),
+    #[error("Unsupported media type \"{0}\" in request.")]
+    UnsupportedMediaType(String),
+    #[error("Request body is too large.")]
+    PayloadTooLarge,
+    #[error("Method \"{0}\" not allowed.")]
+    MethodNotAllowed(Method),
+    #[error("Not found.")]
+    NotFound,
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Service(ServiceError::Store(e))
+    }
+}
+
+/// DRF's field errors: `{"field": ["message"], ...}` in declaration order.
+#[derive(Debug, Default)]
+pub struct FieldErrors(pub Vec<(&'static str, &'static str)>);
+
+impl Serialize for FieldErrors {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (field, message) in &self.0 {
+            map.serialize_entry(field, &[message])?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    detail: &'a str,
+}
+
+#[derive(Serialize)]
+struct DetailCode<'a> {
+    detail: &'a str,
+    code: &'a str,
+}
+
+#[derive(Serialize)]
+struct NonFieldErrors<'a> {
+    non_field_errors: [&'a str; 1],
+}
+
+#[derive(Serialize)]
+struct NotValidForAnyType<'a> {
+    detail: &'a str,
+    code: &'a str,
+    messages: [TokenMessage<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct TokenMessage<'a> {
+    token_class: &'a str,
+    token_type: &'a str,
+    message: &'a str,
+}
+
+fn json(status: StatusCode, body: impl Serialize) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(WWW_AUTHENTICATE),
+        );
+    }
+    response
+}
+
+/// A failure of ours, not the client's: logged in full, answered without details.
+fn server_error(error: &dyn std::error::Error) -> Response {
+    tracing::error!(%error, "request failed");
+    json(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Detail {
+            detail: "A server error occurred.",
+        },
+    )
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let text = self.to_string();
+        let detail = |status| json(status, Detail { detail: &text });
+        let token_not_valid = |reason: &str| {
+            json(
+                StatusCode::UNAUTHORIZED,
+                DetailCode {
+                    detail: reason,
+                    code: "token_not_valid",
+                },
+            )
+        };
+        match &self {
+            ApiError::Fields(errors) => json(StatusCode::BAD_REQUEST, errors),
+            ApiError::NonField(message) => json(
+                StatusCode::BAD_REQUEST,
+                NonFieldErrors {
+                    non_field_errors: [message],
+                },
+            ),
+            ApiError::Parse(_) => detail(StatusCode::BAD_REQUEST),
+            ApiError::UnsupportedMediaType(_) => detail(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            ApiError::PayloadTooLarge => detail(StatusCode::PAYLOAD_TOO_LARGE),
+            ApiError::MethodNotAllowed(_) => detail(StatusCode::METHOD_NOT_ALLOWED),
+            ApiError::NotFound => detail(StatusCode::NOT_FOUND),
+            ApiError::Service(e) => match e {
+                ServiceError::Token(_) | ServiceError::Blacklisted => token_not_valid(&text),
+                ServiceError::BadCredentials | ServiceError::NoActiveAccountForToken => {
+                    detail(StatusCode::UNAUTHORIZED)
+                }
+                ServiceError::Store(e) => server_error(e),
+                ServiceError::Password(e) => server_error(e),
+            },
+            ApiError::Auth(e) => match e {
+                AuthError::NotProvided => detail(StatusCode::UNAUTHORIZED),
+                AuthError::InvalidToken(reason) => json(
+                    StatusCode::UNAUTHORIZED,
+                    NotValidForAnyType {
+                        detail: &text,
+                        code: "token_not_valid",
+                        messages: [TokenMessage {
+                            token_class: "AccessToken",
+                            token_type: "access",
+                            message: &reason.to_string(),
+                        }],
+                    },
+                ),
+                AuthError::BadHeader => auth_failed(&text, "bad_authorization_header"),
+                AuthError::NoUserId => token_not_valid(&text),
+                AuthError::UserNotFound => auth_failed(&text, "user_not_found"),
+                AuthError::UserInactive => auth_failed(&text, "user_inactive"),
+                AuthError::Store(e) => server_error(e),
+            },
+        }
+    }
+}
+
+fn auth_failed(detail: &str, code: &str) -> Response {
+    json(StatusCode::UNAUTHORIZED, DetailCode { detail, code })
+}

@@ -1,0 +1,115 @@
+//! Persistence behind one trait: users, outstanding and blacklisted refresh tokens, and the
+//! generated signing secret. Knows nothing of HTTP.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    /// The password hash (PHC string), never the password.
+    pub password: String,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub date_joined: i64,
+    pub last_login: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub password_hash: String,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+}
+
+/// A refresh token as the blacklist app records it.
+#[derive(Debug, Clone)]
+pub struct Outstanding {
+    pub jti: String,
+    /// The user it was issued to, if that user still exists.
+    pub user_id: Option<i64>,
+    pub token: String,
+    pub created_at: Option<i64>,
+    pub expires_at: i64,
+}
+
+/// What a refresh asks of the store, all in one transaction.
+#[derive(Debug, Clone)]
+pub struct Refresh<'a> {
+    pub old: &'a Outstanding,
+    /// Blacklist `old` (rotation with blacklisting); otherwise it is only checked.
+    pub blacklist_old: bool,
+    /// The user named by the token, who must still exist and be active.
+    pub user_id: Option<i64>,
+    /// The rotated refresh token to record.
+    pub new: Option<&'a Outstanding>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    Done,
+    Blacklisted,
+    NoActiveUser,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a user named {0:?} already exists")]
+    DuplicateUser(String),
+    #[error("no user named {0:?}")]
+    UnknownUser(String),
+    #[error("unsupported database URL {0:?}: expected sqlite://PATH")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    async fn create_user(&self, user: NewUser, now: i64) -> Result<User>;
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>>;
+    async fn user_by_id(&self, id: i64) -> Result<Option<User>>;
+    async fn list_users(&self) -> Result<Vec<User>>;
+    async fn set_password(&self, username: &str, password_hash: &str) -> Result<()>;
+    async fn set_active(&self, username: &str, active: bool) -> Result<()>;
+    async fn delete_user(&self, username: &str) -> Result<()>;
+    async fn record_login(&self, user_id: i64, now: i64) -> Result<()>;
+
+    /// Records a newly issued refresh token.
+    async fn outstand(&self, token: &Outstanding) -> Result<()>;
+    async fn is_blacklisted(&self, jti: &str) -> Result<bool>;
+    /// Blacklists `token` (recording it first if it never was); false if it already was.
+    async fn blacklist(&self, token: &Outstanding, now: i64) -> Result<bool>;
+    /// Checks and rotates a refresh token atomically: when this returns `Done`, the change is
+    /// durable and no concurrent refresh of the same token can also succeed.
+    async fn refresh(&self, refresh: Refresh<'_>, now: i64) -> Result<RefreshOutcome>;
+    /// Deletes tokens that expired before `now`, with their blacklist rows; returns how many.
+    async fn flush_expired(&self, now: i64) -> Result<u64>;
+
+    /// The secret stored under `name`, storing `candidate` first if there is none yet. Every
+    /// instance sharing the database ends up with the same value.
+    async fn secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// Opens (creating and migrating when needed) the database at `url`.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}

@@ -1,0 +1,38 @@
+//! JSON Web Tokens as simplejwt writes and reads them: compact JWS, claims in a fixed order,
+//! HMAC keys. Nothing here knows of HTTP or SQL.
+
+mod claims;
+mod codec;
+mod keys;
+
+pub use claims::{ClaimNames, Claims, TokenType};
+pub use codec::{TokenCodec, Validation};
+pub use keys::{Algorithm, SigningKey};
+
+/// Why a token was refused; the texts are simplejwt's reasons, sent to clients as they are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("Token is invalid")]
+    Invalid,
+    #[error("Token is expired")]
+    Expired,
+    #[error("Token has wrong type")]
+    WrongType,
+    #[error("Token has no id")]
+    NoId,
+    #[error("Token has no '{0}' claim")]
+    MissingClaim(&'static str),
+}
+
+/// Seconds since the Unix epoch, the unit of every time claim.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A fresh token id: 32 lowercase hex digits, as Python's `uuid4().hex`.
+pub fn new_jti() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
