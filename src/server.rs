@@ -35,7 +35,12 @@ const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
 
 /// The whole application: the API and the layers around it.
 pub fn app(service: Arc<AuthService>, settings: &ServerSettings) -> Router {
-    let mut app = api::router(service)
+    layered(api::router(service), settings)
+}
+
+/// Wraps any router (the API, or an app that embeds it) in the production layers.
+pub fn layered(router: Router, settings: &ServerSettings) -> Router {
+    let mut app = router
         .layer(DefaultBodyLimit::max(settings.max_body))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(access_log));

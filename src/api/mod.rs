@@ -52,11 +52,10 @@ pub fn router(service: Arc<AuthService>) -> Router {
     let mut router = Router::new();
     for (path, route) in routes {
         // Served with and without the trailing slash, without redirecting.
-        let bare = path.strip_suffix('/').filter(|p| !p.is_empty());
-        if let Some(bare) = bare {
-            router = router.route(bare, route.clone());
-        }
-        router = router.route(path, route);
+        let bare = path.trim_end_matches('/');
+        router = router
+            .route(bare, route.clone())
+            .route(&format!("{bare}/"), route);
     }
     router
         .fallback(|| async { ApiError::NotFound })

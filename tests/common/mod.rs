@@ -1,0 +1,166 @@
+//! A real handstamp server on 127.0.0.1:0 over a temporary SQLite file, and a client for it.
+#![allow(dead_code)]
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+use handstamp::config::{Secret, Settings};
+use handstamp::{AuthService, server, store};
+use hmac::{Hmac, Mac};
+use reqwest::{Client, Response};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+pub const KEY: &str = "test-signing-key-of-at-least-sixty-four-bytes-for-every-hs-algorithm";
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub client: Client,
+    pub service: Arc<AuthService>,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the test key and whatever `tweak` changes in the settings.
+    pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = Settings::default();
+        settings.jwt.signing_key = Some(Secret(KEY.into()));
+        tweak(&mut settings);
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("test.sqlite3").display());
+        let store = store::open(&url).await.unwrap();
+        let service = Arc::new(AuthService::new(settings.jwt.clone(), store).await.unwrap());
+        let listeners = server::bind(&["127.0.0.1:0".to_string()]).await.unwrap();
+        let addr = listeners[0].local_addr().unwrap();
+        let app = server::app(service.clone(), &settings.server);
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            server::serve(listeners, app, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestServer {
+            addr,
+            client: Client::new(),
+            service,
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn create_user(&self, name: &str, password: &str) -> i64 {
+        let user = self
+            .service
+            .create_user(name, password.into(), false, false)
+            .await
+            .unwrap();
+        user.id
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_bearer(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .header("Authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Logs in and returns (refresh, access).
+    pub async fn login(&self, name: &str, password: &str) -> (String, String) {
+        let r = self
+            .post(
+                "/api/token/",
+                json!({"username": name, "password": password}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        (
+            body["refresh"].as_str().unwrap().to_owned(),
+            body["access"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Stops the server, letting requests in flight finish.
+    pub async fn stop(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task.take().unwrap().await.unwrap();
+    }
+}
+
+/// Status and JSON body of a response.
+pub async fn reply(r: Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
+    (status, body)
+}
+
+/// A token signed by hand: `header` and `payload` as raw JSON text, HMAC with `alg`.
+pub fn craft(header: &str, payload: &str, key: &[u8], alg: &str) -> String {
+    fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], input: &str) -> Vec<u8> {
+        let mut m = <M as Mac>::new_from_slice(key).unwrap();
+        m.update(input.as_bytes());
+        m.finalize().into_bytes().to_vec()
+    }
+    let input = format!("{}.{}", B64.encode(header), B64.encode(payload));
+    let sig = match alg {
+        "HS256" => mac::<Hmac<sha2::Sha256>>(key, &input),
+        "HS384" => mac::<Hmac<sha2::Sha384>>(key, &input),
+        "HS512" => mac::<Hmac<sha2::Sha512>>(key, &input),
+        other => panic!("no such algorithm {other}"),
+    };
+    format!("{input}.{}", B64.encode(sig))
+}
+
+/// An HS256 token over `payload` with the test key.
+pub fn hs256(payload: Value) -> String {
+    craft(
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        &payload.to_string(),
+        KEY.as_bytes(),
+        "HS256",
+    )
+}
+
+pub fn now() -> i64 {
+    handstamp::token::now()
+}
+
+/// The decoded header and payload of a token, as raw JSON text.
+pub fn parts(token: &str) -> (String, String) {
+    let mut it = token.split('.');
+    let header = B64.decode(it.next().unwrap()).unwrap();
+    let payload = B64.decode(it.next().unwrap()).unwrap();
+    (
+        String::from_utf8(header).unwrap(),
+        String::from_utf8(payload).unwrap(),
+    )
+}
+
+pub fn claims(token: &str) -> Value {
+    serde_json::from_str(&parts(token).1).unwrap()
+}
