@@ -122,6 +122,12 @@ fn init_logging() {
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let config = match &cli.config {
+        Some(path) if !path.exists() => {
+            let shown = path.display();
+            return Err(CliError::Input(format!(
+                "settings file {shown} does not exist"
+            )));
+        }
         Some(path) => Some(path.clone()),
         None => Some(PathBuf::from("handstamp.toml")).filter(|p| p.exists()),
     };

@@ -12,18 +12,34 @@ use std::{fmt, path::Path, time::Duration};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid setting `{setting}`: {message}")]
-    Invalid {
-        setting: &'static str,
-        message: String,
-    },
-    #[error("invalid settings: {0}")]
-    Read(#[from] Box<figment::Error>),
+    Invalid { setting: String, message: String },
+    #[error("cannot read settings: {0}")]
+    Read(String),
 }
 
-fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
+fn invalid(setting: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
-        setting,
+        setting: setting.to_owned(),
         message: message.into(),
+    }
+}
+
+/// Names the setting a file or variable got wrong, as the user would write it.
+fn read_error(error: figment::Error) -> ConfigError {
+    let source = error
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(source) => format!(" (from {} {source})", m.name),
+            None => format!(" (from {})", m.name),
+        })
+        .unwrap_or_default();
+    match error.path.last() {
+        Some(key) => invalid(
+            &key.to_ascii_lowercase(),
+            format!("{}{source}", error.kind).trim(),
+        ),
+        None => ConfigError::Read(format!("{}{source}", error.kind.to_string().trim())),
     }
 }
 
@@ -82,6 +98,7 @@ impl Settings {
             figment = figment.merge(Toml::file_exact(file));
         }
         let env = Env::prefixed("HANDSTAMP_").filter_map(|key| {
+            let key = key.as_str().to_ascii_lowercase();
             let section = if JWT_KEYS.contains(&key.as_str()) {
                 "jwt"
             } else if SERVER_KEYS.contains(&key.as_str()) {
@@ -91,7 +108,7 @@ impl Settings {
             };
             Some(Uncased::from_owned(format!("{section}.{key}")))
         });
-        let raw: RawSettings = figment.merge(env).extract().map_err(Box::new)?;
+        let raw: RawSettings = figment.merge(env).extract().map_err(read_error)?;
         raw.validate()
     }
 }

@@ -1,0 +1,436 @@
+//! The `handstamp` binary, run as a real process.
+
+mod common;
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+
+fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_handstamp"));
+    cmd.args(args).current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("HANDSTAMP_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Runs the binary in `dir` with `stdin` as standard input.
+fn run(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = command(dir, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A `handstamp serve` process and everything it has logged so far.
+struct Served {
+    child: Child,
+    addr: String,
+    log: Arc<Mutex<String>>,
+    lines: mpsc::Receiver<String>,
+}
+
+fn serve(dir: &Path, envs: &[(&str, &str)]) -> Served {
+    let mut child = command(dir, &["serve", "--bind", "127.0.0.1:0"])
+        .envs(envs.iter().copied())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, lines) = mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in stderr.lines() {
+            let line = line.unwrap();
+            sink.lock().unwrap().push_str(&line);
+            sink.lock().unwrap().push('\n');
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = lines.recv().expect("server exited before listening");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    Served {
+        child,
+        addr,
+        log,
+        lines,
+    }
+}
+
+impl Served {
+    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        let body = body.to_string();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        )
+        .unwrap();
+        read_response(&mut stream)
+    }
+
+    fn wait_for_line(&self, needle: &str) {
+        loop {
+            let line = self.lines.recv().expect("server exited");
+            if line.contains(needle) {
+                return;
+            }
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads a whole `Connection: close` response: status and JSON body.
+fn read_response(stream: &mut TcpStream) -> (u16, Value) {
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let status = raw[9..12].parse().unwrap();
+    let body = raw.split_once("\r\n\r\n").unwrap().1;
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["--help"], "");
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for word in [
+        "serve",
+        "migrate",
+        "user",
+        "flush-expired-tokens",
+        "--database",
+        "--config",
+    ] {
+        assert!(help.contains(word), "{word} missing from:\n{help}");
+    }
+    let out = run(dir.path(), &["user", "--help"], "");
+    let help = text(&out.stdout);
+    for word in [
+        "create",
+        "set-password",
+        "activate",
+        "deactivate",
+        "delete",
+        "list",
+    ] {
+        assert!(help.contains(word), "{word} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn migrate_creates_the_default_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["migrate"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(dir.path().join("handstamp.sqlite3").exists());
+    let again = run(dir.path(), &["migrate"], "");
+    assert!(again.status.success());
+}
+
+#[test]
+fn user_commands_manage_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = run(
+        d,
+        &["user", "create", "alice", "--password-stdin", "--staff"],
+        "s3cret\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "created user alice (id 1)\n");
+
+    let dup = run(d, &["user", "create", "alice", "--password-stdin"], "x\n");
+    assert_eq!(dup.status.code(), Some(1));
+    assert!(text(&dup.stderr).contains("a user named \"alice\" already exists"));
+
+    let bad = run(
+        d,
+        &["user", "create", "no spaces", "--password-stdin"],
+        "x\n",
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad.stderr).contains("invalid username"));
+    let empty = run(d, &["user", "create", "bob", "--password-stdin"], "\n");
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(text(&empty.stderr).contains("must not be empty"));
+    let no_tty = run(d, &["user", "create", "bob"], "");
+    assert_eq!(no_tty.status.code(), Some(1));
+    assert!(text(&no_tty.stderr).contains("--password-stdin"));
+
+    let list = text(&run(d, &["user", "list"], "").stdout);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    assert!(lines[0].starts_with("id\tusername\tactive\tstaff\tsuperuser"));
+    assert!(
+        lines[1].starts_with("1\talice\ttrue\ttrue\tfalse\t"),
+        "{}",
+        lines[1]
+    );
+
+    for (args, expected) in [
+        (vec!["user", "deactivate", "alice"], "1\talice\tfalse"),
+        (vec!["user", "activate", "alice"], "1\talice\ttrue"),
+    ] {
+        assert!(run(d, &args, "").status.success());
+        let list = text(&run(d, &["user", "list"], "").stdout);
+        assert!(list.contains(expected), "{list}");
+    }
+    for args in [
+        vec!["user", "deactivate", "ghost"],
+        vec!["user", "activate", "ghost"],
+        vec!["user", "delete", "ghost"],
+        vec!["user", "set-password", "ghost", "--password-stdin"],
+    ] {
+        let out = run(d, &args, "pw\n");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("no user named \"ghost\""),
+            "{args:?}"
+        );
+    }
+    let out = run(
+        d,
+        &["user", "set-password", "alice", "--password-stdin"],
+        "n3w\n",
+    );
+    assert!(out.status.success());
+    assert!(run(d, &["user", "delete", "alice"], "").status.success());
+    let list = text(&run(d, &["user", "list"], "").stdout);
+    assert_eq!(list.lines().count(), 1, "{list}");
+}
+
+#[test]
+fn serve_logs_in_users_created_by_the_cli_and_keeps_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(
+        run(d, &["user", "create", "carl", "--password-stdin"], "pw\n")
+            .status
+            .success()
+    );
+    let server = serve(d, &[]);
+    let (status, pair) = server.post("/api/token/", json!({"username": "carl", "password": "pw"}));
+    assert_eq!(status, 200, "{pair}");
+    drop(server);
+    // A restarted server on the same database signs and verifies with the same secret.
+    let server = serve(d, &[]);
+    let (status, _) = server.post("/api/token/verify/", json!({"token": pair["access"]}));
+    assert_eq!(status, 200);
+    let log = server.log.lock().unwrap().clone();
+    assert!(log.contains("status=200"), "access log: {log}");
+}
+
+#[test]
+fn settings_come_from_file_and_environment_and_bad_ones_stop_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(
+        run(d, &["user", "create", "dana", "--password-stdin"], "pw\n")
+            .status
+            .success()
+    );
+    std::fs::write(
+        d.join("handstamp.toml"),
+        "[jwt]\naccess_token_lifetime = \"2m\"\nrefresh_token_lifetime = \"2d\"\n",
+    )
+    .unwrap();
+    let key = "k".repeat(40);
+    let server = serve(
+        d,
+        &[
+            ("HANDSTAMP_ACCESS_TOKEN_LIFETIME", "600"),
+            ("HANDSTAMP_SIGNING_KEY", &key),
+        ],
+    );
+    let (_, pair) = server.post("/api/token/", json!({"username": "dana", "password": "pw"}));
+    let access = common::claims(pair["access"].as_str().unwrap());
+    let refresh = common::claims(pair["refresh"].as_str().unwrap());
+    assert_eq!(
+        access["exp"].as_i64().unwrap() - access["iat"].as_i64().unwrap(),
+        600,
+        "env wins"
+    );
+    assert_eq!(
+        refresh["exp"].as_i64().unwrap() - refresh["iat"].as_i64().unwrap(),
+        172_800,
+        "file"
+    );
+    let log = server.log.lock().unwrap().clone();
+    assert!(!log.contains(&key), "the signing key must never be logged");
+    drop(server);
+
+    for (env, setting) in [
+        (("HANDSTAMP_ALGORITHM", "none"), "`algorithm`"),
+        (
+            ("HANDSTAMP_ACCESS_TOKEN_LIFETIME", "soon"),
+            "`access_token_lifetime`",
+        ),
+        (("HANDSTAMP_SIGNING_KEY", "short"), "`signing_key`"),
+        (
+            ("HANDSTAMP_ROTATE_REFRESH_TOKENS", "maybe"),
+            "rotate_refresh_tokens",
+        ),
+    ] {
+        let out = command(d, &["serve", "--bind", "127.0.0.1:0"])
+            .env(env.0, env.1)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{env:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(setting), "{env:?}: {err}");
+        assert!(
+            !err.contains("short") || env.0 != "HANDSTAMP_SIGNING_KEY",
+            "secret echoed: {err}"
+        );
+    }
+    let out = run(d, &["--config", "missing.toml", "migrate"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("missing.toml"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn sigterm_lets_the_request_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(
+        run(d, &["user", "create", "erin", "--password-stdin"], "pw\n")
+            .status
+            .success()
+    );
+    let server = serve(d, &[]);
+    let body = json!({"username": "erin", "password": "pw"}).to_string();
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    // Headers only, asking to continue: the 100 shows the handler is reading the body, so
+    // the request is in flight when the signal comes.
+    write!(
+        stream,
+        "POST /api/token/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        body.len(),
+    )
+    .unwrap();
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    server.signal("-TERM");
+    server.wait_for_line("shutting down");
+    stream.write_all(body.as_bytes()).unwrap();
+    let (status, pair) = read_response(&mut stream);
+    assert_eq!(status, 200, "{pair}");
+    assert!(pair["access"].is_string());
+    let mut server = server;
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn a_rotation_answered_200_survives_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(
+        run(d, &["user", "create", "fay", "--password-stdin"], "pw\n")
+            .status
+            .success()
+    );
+    let server = serve(d, &[]);
+    let (_, pair) = server.post("/api/token/", json!({"username": "fay", "password": "pw"}));
+    let (status, rotated) = server.post("/api/token/refresh/", json!({"refresh": pair["refresh"]}));
+    assert_eq!(status, 200);
+    server.signal("-KILL");
+    drop(server);
+    let server = serve(d, &[]);
+    let (status, body) = server.post("/api/token/refresh/", json!({"refresh": pair["refresh"]}));
+    assert_eq!(
+        (status, body),
+        (
+            401,
+            json!({"detail": "Token is blacklisted", "code": "token_not_valid"})
+        )
+    );
+    let (status, _) = server.post(
+        "/api/token/refresh/",
+        json!({"refresh": rotated["refresh"]}),
+    );
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn flush_expired_tokens_deletes_only_expired_ones() {
+    use handstamp::store::Outstanding;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let url = format!("sqlite://{}", d.join("handstamp.sqlite3").display());
+    let store = handstamp::store::open(&url).await.unwrap();
+    let now = common::now();
+    let token = |jti: &str, expires_at| Outstanding {
+        jti: jti.into(),
+        user_id: None,
+        token: "t".into(),
+        created_at: Some(now - 100),
+        expires_at,
+    };
+    store.outstand(&token("old", now - 10)).await.unwrap();
+    store
+        .blacklist(&token("old-blacklisted", now - 10), now)
+        .await
+        .unwrap();
+    store.outstand(&token("live", now + 1000)).await.unwrap();
+    store
+        .blacklist(&token("live-blacklisted", now + 1000), now)
+        .await
+        .unwrap();
+    drop(store);
+    let out = run(d, &["flush-expired-tokens"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "deleted 2 expired tokens\n");
+    let store = handstamp::store::open(&url).await.unwrap();
+    assert!(store.is_blacklisted("live-blacklisted").await.unwrap());
+    assert!(!store.is_blacklisted("old-blacklisted").await.unwrap());
+    let out = run(d, &["flush-expired-tokens"], "");
+    assert_eq!(text(&out.stdout), "deleted 0 expired tokens\n");
+}
