@@ -149,3 +149,186 @@ impl TokenCodec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::Algorithm;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn codec(validation: Validation) -> TokenCodec {
+        TokenCodec::new(
+            SigningKey::hmac(Algorithm::HS256, KEY),
+            ClaimNames::default(),
+            validation,
+        )
+    }
+
+    fn claims(kind: TokenType, exp: i64) -> Claims {
+        Claims {
+            token_type: Some(kind.as_str().into()),
+            exp: Some(exp),
+            iat: Some(exp - 300),
+            jti: Some("0123456789abcdef0123456789abcdef".into()),
+            user_id: Some("42".into()),
+            ..Claims::default()
+        }
+    }
+
+    /// Signs raw header and payload JSON with the test key.
+    fn raw(header: &str, payload: &str) -> String {
+        let input = format!("{}.{}", B64.encode(header), B64.encode(payload));
+        let sig = SigningKey::hmac(Algorithm::HS256, KEY).sign(input.as_bytes());
+        format!("{input}.{}", B64.encode(sig))
+    }
+
+    #[test]
+    fn encodes_pyjwts_header_and_simplejwts_claim_order() {
+        let token = codec(Validation::default()).encode(&claims(TokenType::Access, 1000));
+        let mut segments = token.split('.');
+        let header = B64.decode(segments.next().unwrap()).unwrap();
+        let payload = B64.decode(segments.next().unwrap()).unwrap();
+        assert_eq!(header, br#"{"alg":"HS256","typ":"JWT"}"#);
+        assert_eq!(
+            String::from_utf8(payload).unwrap(),
+            r#"{"token_type":"access","exp":1000,"iat":700,"jti":"0123456789abcdef0123456789abcdef","user_id":"42"}"#
+        );
+    }
+
+    #[test]
+    fn round_trips_and_checks_type_and_time() {
+        let c = codec(Validation::default());
+        let token = c.encode(&claims(TokenType::Refresh, 1000));
+        let read = c.validate(&token, Some(TokenType::Refresh), 999).unwrap();
+        assert_eq!(read.user_id.as_deref(), Some("42"));
+        assert_eq!(
+            c.validate(&token, Some(TokenType::Access), 999),
+            Err(TokenError::WrongType)
+        );
+        assert_eq!(c.validate(&token, None, 1000), Err(TokenError::Expired));
+        let lenient = codec(Validation {
+            leeway: 5,
+            ..Validation::default()
+        });
+        assert!(lenient.validate(&token, None, 1004).is_ok());
+        assert_eq!(
+            lenient.validate(&token, None, 1005),
+            Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn refuses_other_algorithms_and_tampering() {
+        let c = codec(Validation::default());
+        let payload = r#"{"token_type":"access","exp":2000,"jti":"x","user_id":"1"}"#;
+        assert!(
+            c.validate(&raw(r#"{"typ":"JWT","alg":"HS256"}"#, payload), None, 1)
+                .is_ok()
+        );
+        for header in [
+            r#"{"alg":"none"}"#,
+            r#"{"alg":"HS512"}"#,
+            r#"{"alg":"RS256"}"#,
+            "{}",
+            "[]",
+        ] {
+            assert_eq!(
+                c.decode(&raw(header, payload), 1),
+                Err(TokenError::Invalid),
+                "{header}"
+            );
+        }
+        let unsigned = format!(
+            "{}.{}.",
+            B64.encode(r#"{"alg":"none"}"#),
+            B64.encode(payload)
+        );
+        assert_eq!(c.decode(&unsigned, 1), Err(TokenError::Invalid));
+        let good = raw(r#"{"alg":"HS256","typ":"JWT"}"#, payload);
+        let forged = good.replace(&good[good.len() - 4..], "AAAA");
+        assert_eq!(c.decode(&forged, 1), Err(TokenError::Invalid));
+        for junk in ["", ".", "..", "a.b", "a.b.c.d", "x.y.z"] {
+            assert_eq!(c.decode(junk, 1), Err(TokenError::Invalid), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn reads_integer_user_ids_and_fractional_times() {
+        let c = codec(Validation::default());
+        let token = raw(
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            r#"{"exp":1500.9,"jti":"j","user_id":7,"extra":{"nested":[1,2]}}"#,
+        );
+        let read = c.validate(&token, None, 1).unwrap();
+        assert_eq!(read.user_id.as_deref(), Some("7"));
+        assert_eq!(read.exp, Some(1500));
+        let bad_exp = raw(r#"{"alg":"HS256"}"#, r#"{"exp":"soon","jti":"j"}"#);
+        assert_eq!(c.decode(&bad_exp, 1), Err(TokenError::Invalid));
+        let future_iat = raw(r#"{"alg":"HS256"}"#, r#"{"exp":5000,"iat":3000,"jti":"j"}"#);
+        assert_eq!(c.decode(&future_iat, 1000), Err(TokenError::Invalid));
+        let no_id = raw(r#"{"alg":"HS256"}"#, r#"{"exp":5000}"#);
+        assert_eq!(c.validate(&no_id, None, 1), Err(TokenError::NoId));
+        let no_exp = raw(r#"{"alg":"HS256"}"#, r#"{"jti":"j"}"#);
+        assert_eq!(
+            c.validate(&no_exp, None, 1),
+            Err(TokenError::MissingClaim("exp"))
+        );
+    }
+
+    #[test]
+    fn audience_and_issuer_are_written_and_required() {
+        let c = codec(Validation {
+            audience: Some("api".into()),
+            issuer: Some("me".into()),
+            leeway: 0,
+        });
+        let token = c.encode(&claims(TokenType::Access, 1000));
+        assert!(c.validate(&token, None, 800).is_ok());
+        let plain = codec(Validation::default());
+        assert_eq!(
+            plain.decode(&token, 800),
+            Err(TokenError::Invalid),
+            "unexpected aud"
+        );
+        let unaudienced = plain.encode(&claims(TokenType::Access, 1000));
+        assert_eq!(c.decode(&unaudienced, 800), Err(TokenError::Invalid));
+        let many = raw(
+            r#"{"alg":"HS256"}"#,
+            r#"{"exp":1000,"jti":"j","aud":["x","api"],"iss":"me"}"#,
+        );
+        assert!(c.validate(&many, None, 1).is_ok());
+        let wrong_iss = raw(
+            r#"{"alg":"HS256"}"#,
+            r#"{"exp":1000,"jti":"j","aud":"api","iss":"you"}"#,
+        );
+        assert_eq!(c.decode(&wrong_iss, 1), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn renamed_claims_are_written_and_read_under_their_names() {
+        let names = ClaimNames {
+            token_type: "typ".into(),
+            user_id: "sub".into(),
+            jti: "id".into(),
+        };
+        let c = TokenCodec::new(
+            SigningKey::hmac(Algorithm::HS256, KEY),
+            names,
+            Validation::default(),
+        );
+        let token = c.encode(&claims(TokenType::Access, 1000));
+        let payload = B64.decode(token.split('.').nth(1).unwrap()).unwrap();
+        let payload = String::from_utf8(payload).unwrap();
+        assert!(
+            payload.starts_with(r#"{"typ":"access","exp":1000"#),
+            "{payload}"
+        );
+        assert!(
+            payload.contains(r#""id":"#) && payload.contains(r#""sub":"42""#),
+            "{payload}"
+        );
+        let read = c.validate(&token, Some(TokenType::Access), 800).unwrap();
+        assert_eq!(read.user_id.as_deref(), Some("42"));
+    }
+}
