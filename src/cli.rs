@@ -1,6 +1,6 @@
 //! The command line: serve, migrate, manage users, flush expired tokens.
 
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, LogFormat, Settings};
 use crate::server::{self, ServeError};
 use crate::service::{AuthService, ServiceError};
 use crate::store::{self, StoreError};
@@ -39,6 +39,9 @@ enum Command {
         /// Address to listen on, repeatable [env: HANDSTAMP_BIND; default: 127.0.0.1:8000].
         #[arg(long)]
         bind: Vec<String>,
+        /// Check the settings (and TLS files) and exit, like `nginx -t`.
+        #[arg(long)]
+        check: bool,
     },
     /// Create or upgrade the database schema.
     Migrate,
@@ -110,14 +113,16 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
@@ -133,16 +138,21 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     };
     let mut settings = Settings::load(config.as_deref())?;
     match cli.command {
-        Command::Serve { bind } => {
-            init_logging();
+        Command::Serve { bind, check } => {
             if !bind.is_empty() {
                 settings.server.bind = bind;
             }
+            let options = server::ServeOptions::from_settings(&settings.server)?;
+            if check {
+                println!("configuration OK");
+                return Ok(());
+            }
+            init_logging(settings.server.log_format);
             let listeners = server::bind(&settings.server.bind).await?;
             let store = store::open(&cli.database).await?;
             let service = AuthService::new(settings.jwt.clone(), store).await?;
-            let app = server::app(service.into(), &settings.server);
-            server::serve(listeners, app, server::shutdown_signal()).await?;
+            let app = server::app(service.into(), &settings);
+            server::serve_with(listeners, app, options, server::shutdown_signal()).await?;
         }
         Command::Migrate => {
             store::open(&cli.database).await?;

@@ -1,12 +1,13 @@
-//! Settings: simplejwt's names and defaults, read from the `[jwt]` and `[server]` tables of a
-//! TOML file and from `HANDSTAMP_*` environment variables (the environment wins), and checked
+//! Settings: simplejwt's names and defaults, read from the `[jwt]` and `[server]` tables (and the
+//! `[[static]]` and `[[upstream]]` arrays) of a TOML file and from `HANDSTAMP_*` environment variables (the environment wins), and checked
 //! once at start-up.
 
 use crate::token::{Algorithm, ClaimNames};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::{Figment, value::Uncased};
 use serde::{Deserialize, Deserializer, Serialize};
-use std::{fmt, path::Path, time::Duration};
+use std::path::{Path, PathBuf};
+use std::{fmt, time::Duration};
 
 /// A setting that failed its check, named as the user wrote it.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,10 @@ impl fmt::Debug for Secret {
 pub struct Settings {
     pub jwt: JwtSettings,
     pub server: ServerSettings,
+    /// Directories served as static files, under URL prefixes.
+    pub statics: Vec<StaticMount>,
+    /// Prefixes proxied to pools of backends.
+    pub upstreams: Vec<UpstreamSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,7 +84,62 @@ pub struct JwtSettings {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub bind: Vec<String>,
+    /// Certificate chain and key (PEM); with them every listener speaks HTTPS.
+    pub tls: Option<TlsFiles>,
+    pub shutdown_grace: Duration,
+    pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
     pub max_body: usize,
+    pub max_connections: usize,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticMount {
+    /// Starts and ends with `/`.
+    pub prefix: String,
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A valid access token is required; without one the request is answered 401 here.
+    Required,
+    /// A valid token adds the user's identity; no token or a bad one passes without it.
+    Optional,
+    /// Passed through untouched (client-sent identity headers are still stripped).
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConnections,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    /// Starts and ends with `/`; passed on to the backend unchanged.
+    pub prefix: String,
+    /// Base URLs, `http://host:port`.
+    pub backends: Vec<String>,
+    pub auth: AuthMode,
+    pub balance: Balance,
+    /// Path the active health check GETs; any answer below 500 counts as alive.
+    pub health_path: String,
+    pub health_interval: Duration,
 }
 
 impl Default for Settings {
@@ -131,7 +191,17 @@ const JWT_KEYS: &[&str] = &[
     "token_type_claim",
     "jti_claim",
 ];
-const SERVER_KEYS: &[&str] = &["bind", "max_body"];
+const SERVER_KEYS: &[&str] = &[
+    "bind",
+    "tls_cert",
+    "tls_key",
+    "shutdown_grace",
+    "request_timeout",
+    "header_read_timeout",
+    "max_body",
+    "max_connections",
+    "log_format",
+];
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,6 +210,10 @@ struct RawSettings {
     jwt: RawJwt,
     #[serde(default)]
     server: RawServer,
+    #[serde(default, rename = "static")]
+    statics: Vec<RawStatic>,
+    #[serde(default)]
+    upstream: Vec<RawUpstream>,
 }
 
 /// Settings as written; numbers and text are both accepted where the environment could give
@@ -203,17 +277,73 @@ impl Default for RawJwt {
 struct RawServer {
     #[serde(deserialize_with = "list")]
     bind: Vec<String>,
+    #[serde(deserialize_with = "opt_text")]
+    tls_cert: Option<String>,
+    #[serde(deserialize_with = "opt_text")]
+    tls_key: Option<String>,
+    #[serde(deserialize_with = "text")]
+    shutdown_grace: String,
+    #[serde(deserialize_with = "text")]
+    request_timeout: String,
+    #[serde(deserialize_with = "text")]
+    header_read_timeout: String,
     #[serde(deserialize_with = "text")]
     max_body: String,
+    #[serde(deserialize_with = "text")]
+    max_connections: String,
+    #[serde(deserialize_with = "text")]
+    log_format: String,
 }
 
 impl Default for RawServer {
     fn default() -> Self {
         RawServer {
             bind: vec!["127.0.0.1:8000".into()],
+            tls_cert: None,
+            tls_key: None,
+            shutdown_grace: "30s".into(),
+            request_timeout: "30s".into(),
+            header_read_timeout: "10s".into(),
             max_body: "1MiB".into(),
+            max_connections: "10000".into(),
+            log_format: "text".into(),
         }
     }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatic {
+    prefix: String,
+    dir: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    prefix: String,
+    backends: Vec<String>,
+    #[serde(default = "default_auth")]
+    auth: String,
+    #[serde(default = "default_balance")]
+    balance: String,
+    #[serde(default = "default_health_path")]
+    health_path: String,
+    #[serde(default = "default_health_interval", deserialize_with = "text")]
+    health_interval: String,
+}
+
+fn default_auth() -> String {
+    "required".into()
+}
+fn default_balance() -> String {
+    "round_robin".into()
+}
+fn default_health_path() -> String {
+    "/".into()
+}
+fn default_health_interval() -> String {
+    "5s".into()
 }
 
 /// A string, or a number or boolean taken as its text (the environment gives `300` as a number).
@@ -260,7 +390,7 @@ fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 }
 
 /// `"300s"`, `"5m"`, `"1d"`, or a bare number of seconds.
-pub fn parse_duration(setting: &'static str, value: &str) -> Result<Duration, ConfigError> {
+pub fn parse_duration(setting: &str, value: &str) -> Result<Duration, ConfigError> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Ok(Duration::from_secs(seconds));
@@ -273,7 +403,7 @@ pub fn parse_duration(setting: &'static str, value: &str) -> Result<Duration, Co
     })
 }
 
-fn positive(setting: &'static str, d: Duration) -> Result<Duration, ConfigError> {
+fn positive(setting: &str, d: Duration) -> Result<Duration, ConfigError> {
     if d.as_secs() == 0 {
         return Err(invalid(setting, "must be at least one second"));
     }
@@ -346,20 +476,166 @@ impl RawSettings {
                 jti: claim_name("jti_claim", j.jti_claim)?,
             },
         };
-        let s = self.server;
-        if s.bind.is_empty() {
+        let server = self.server.validate()?;
+        let statics = self
+            .statics
+            .into_iter()
+            .map(|raw| {
+                Ok(StaticMount {
+                    prefix: url_prefix("static.prefix", raw.prefix)?,
+                    dir: PathBuf::from(raw.dir),
+                })
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        let upstreams = self
+            .upstream
+            .into_iter()
+            .map(RawUpstream::validate)
+            .collect::<Result<_, _>>()?;
+        Ok(Settings {
+            jwt,
+            server,
+            statics,
+            upstreams,
+        })
+    }
+}
+
+impl RawServer {
+    fn validate(self) -> Result<ServerSettings, ConfigError> {
+        if self.bind.is_empty() {
             return Err(invalid("bind", "must name at least one address"));
         }
-        let max_body: bytesize::ByteSize = s
-            .max_body
-            .parse()
-            .map_err(|e| invalid("max_body", format!("{:?} is not a size ({e})", s.max_body)))?;
-        let server = ServerSettings {
-            bind: s.bind,
-            max_body: usize::try_from(max_body.as_u64()).unwrap_or(usize::MAX),
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "tls_key",
+                    "tls_cert is set, so tls_key must be too",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "tls_cert",
+                    "tls_key is set, so tls_cert must be too",
+                ));
+            }
         };
-        Ok(Settings { jwt, server })
+        let max_body: bytesize::ByteSize = self.max_body.parse().map_err(|e| {
+            invalid(
+                "max_body",
+                format!("{:?} is not a size ({e})", self.max_body),
+            )
+        })?;
+        let max_connections: usize = match self.max_connections.parse() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(invalid("max_connections", "must be a whole number above 0")),
+        };
+        let log_format = match self.log_format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(invalid(
+                    "log_format",
+                    format!("{other:?}: expected \"text\" or \"json\""),
+                ));
+            }
+        };
+        Ok(ServerSettings {
+            bind: self.bind,
+            tls,
+            shutdown_grace: parse_duration("shutdown_grace", &self.shutdown_grace)?,
+            request_timeout: positive(
+                "request_timeout",
+                parse_duration("request_timeout", &self.request_timeout)?,
+            )?,
+            header_read_timeout: positive(
+                "header_read_timeout",
+                parse_duration("header_read_timeout", &self.header_read_timeout)?,
+            )?,
+            max_body: usize::try_from(max_body.as_u64()).unwrap_or(usize::MAX),
+            max_connections,
+            log_format,
+        })
     }
+}
+
+impl RawUpstream {
+    fn validate(self) -> Result<UpstreamSettings, ConfigError> {
+        let prefix = url_prefix("upstream.prefix", self.prefix)?;
+        if self.backends.is_empty() {
+            return Err(invalid(
+                "upstream.backends",
+                format!("{prefix}: list at least one backend"),
+            ));
+        }
+        for backend in &self.backends {
+            let uri: axum::http::Uri = backend
+                .parse()
+                .map_err(|e| invalid("upstream.backends", format!("{backend:?}: {e}")))?;
+            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+                return Err(invalid(
+                    "upstream.backends",
+                    format!("{backend:?}: expected http://host:port"),
+                ));
+            }
+        }
+        let auth = match self.auth.as_str() {
+            "required" => AuthMode::Required,
+            "optional" => AuthMode::Optional,
+            "none" => AuthMode::None,
+            other => {
+                let message = format!("{other:?}: expected \"required\", \"optional\" or \"none\"");
+                return Err(invalid("upstream.auth", message));
+            }
+        };
+        let balance = match self.balance.as_str() {
+            "round_robin" => Balance::RoundRobin,
+            "least_connections" => Balance::LeastConnections,
+            other => {
+                let message =
+                    format!("{other:?}: expected \"round_robin\" or \"least_connections\"");
+                return Err(invalid("upstream.balance", message));
+            }
+        };
+        if !self.health_path.starts_with('/') {
+            return Err(invalid("upstream.health_path", "must start with /"));
+        }
+        Ok(UpstreamSettings {
+            prefix,
+            backends: self
+                .backends
+                .into_iter()
+                .map(|b| b.trim_end_matches('/').to_owned())
+                .collect(),
+            auth,
+            balance,
+            health_path: self.health_path,
+            health_interval: positive(
+                "upstream.health_interval",
+                parse_duration("upstream.health_interval", &self.health_interval)?,
+            )?,
+        })
+    }
+}
+
+/// A URL prefix: starts and ends with `/` (a missing final slash is added).
+fn url_prefix(setting: &str, prefix: String) -> Result<String, ConfigError> {
+    if !prefix.starts_with('/') || prefix.contains(['?', '#', ' ']) {
+        return Err(invalid(
+            setting,
+            format!("{prefix:?}: expected a path such as \"/app/\""),
+        ));
+    }
+    Ok(if prefix.ends_with('/') {
+        prefix
+    } else {
+        format!("{prefix}/")
+    })
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ impl TestServer {
         let service = Arc::new(AuthService::new(settings.jwt.clone(), store).await.unwrap());
         let listeners = server::bind(&["127.0.0.1:0".to_string()]).await.unwrap();
         let addr = listeners[0].local_addr().unwrap();
-        let app = server::app(service.clone(), &settings.server);
+        let app = server::app(service.clone(), &settings);
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             server::serve(listeners, app, async {
