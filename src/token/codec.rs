@@ -101,10 +101,10 @@ impl TokenCodec {
         if claims.jti.is_none() {
             return Err(TokenError::NoId);
         }
-        if let Some(kind) = expected {
-            if !claims.is_type(kind) {
-                return Err(TokenError::WrongType);
-            }
+        if let Some(kind) = expected
+            && !claims.is_type(kind)
+        {
+            return Err(TokenError::WrongType);
         }
         Ok(claims)
     }
@@ -131,10 +131,10 @@ impl TokenCodec {
         {
             return Err(TokenError::Invalid);
         }
-        if let Some(issuer) = &self.validation.issuer {
-            if c.iss.as_ref() != Some(issuer) {
-                return Err(TokenError::Invalid);
-            }
+        if let Some(issuer) = &self.validation.issuer
+            && c.iss.as_ref() != Some(issuer)
+        {
+            return Err(TokenError::Invalid);
         }
         let aud = c.aud.as_deref().filter(|a| !a.is_empty());
         let audience_ok = match (&self.validation.audience, aud) {
