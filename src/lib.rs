@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod password;
 pub mod server;
 pub mod service;

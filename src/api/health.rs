@@ -1,8 +1,8 @@
 //! Liveness and readiness.
 
 use crate::service::AuthService;
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use axum::http::StatusCode;
 use serde::Serialize;
 use std::sync::Arc;
@@ -10,23 +10,45 @@ use std::sync::Arc;
 #[derive(Serialize)]
 pub struct Status {
     status: &'static str,
+    /// Parts that are down without making us unready, such as one backend of an upstream.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unhealthy: Vec<String>,
+}
+
+/// Something else worth reporting in `/readyz`, such as the gateway's backends.
+pub trait Readiness: Send + Sync + 'static {
+    fn unhealthy(&self) -> Vec<String>;
 }
 
 /// Answers while the process serves.
 pub async fn healthz() -> Json<Status> {
-    Json(Status { status: "ok" })
+    Json(Status {
+        status: "ok",
+        unhealthy: Vec::new(),
+    })
 }
 
-/// Answers 200 only while the database does.
-pub async fn readyz(State(service): State<Arc<AuthService>>) -> (StatusCode, Json<Status>) {
+/// Answers 200 only while the database does, listing anything else that is down.
+pub async fn readyz(
+    State(service): State<Arc<AuthService>>,
+    others: Option<Extension<Arc<dyn Readiness>>>,
+) -> (StatusCode, Json<Status>) {
+    let unhealthy = others.map(|Extension(o)| o.unhealthy()).unwrap_or_default();
     match service.store().ping().await {
-        Ok(()) => (StatusCode::OK, Json(Status { status: "ok" })),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(Status {
+                status: "ok",
+                unhealthy,
+            }),
+        ),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(Status {
                     status: "unavailable",
+                    unhealthy,
                 }),
             )
         }

@@ -6,6 +6,7 @@ mod token;
 mod users;
 
 pub use body::Payload;
+pub use health::Readiness;
 
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
@@ -62,7 +63,7 @@ pub fn router(service: Arc<AuthService>) -> Router {
         .with_state(service)
 }
 
-async fn not_allowed(method: Method) -> ApiError {
+pub async fn not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed(method)
 }
 

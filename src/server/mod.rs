@@ -8,9 +8,10 @@ pub use observe::{Metrics, metrics};
 pub use tls::{CertStore, TlsError};
 
 use crate::api;
+use crate::gateway::Gateway;
 use crate::config::{ServerSettings, Settings};
 use crate::service::AuthService;
-use axum::Router;
+use axum::{Extension, Router};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -53,9 +54,16 @@ const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The whole application: the API, `/metrics`, and the layers around them.
+/// The whole application: the API, `/metrics`, the gateway (static files, upstreams,
+/// forward-auth), and the layers around them. Starts the upstreams' health checks.
 pub fn app(service: Arc<AuthService>, settings: &Settings) -> Router {
-    let router = api::router(service).merge(observe::metrics_router());
+    let gateway = Gateway::new(settings);
+    gateway.start_health_checks();
+    let readiness: Arc<dyn api::Readiness> = Arc::new(gateway.clone());
+    let router = api::router(service.clone())
+        .merge(observe::metrics_router())
+        .merge(gateway.router(settings, service))
+        .layer(Extension(readiness));
     layered(router, &settings.server)
 }
 

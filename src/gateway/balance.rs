@@ -1,0 +1,129 @@
+//! A pool of backends: who is alive, who is busy, and who is next.
+
+use crate::config::Balance;
+use axum::http::Uri;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+#[derive(Debug)]
+pub struct Backend {
+    /// `http://host:port`, without a trailing slash.
+    pub base: String,
+    pub authority: axum::http::uri::Authority,
+    alive: AtomicBool,
+    in_flight: AtomicUsize,
+}
+
+impl Backend {
+    pub fn new(base: &str) -> Self {
+        let uri: Uri = base.parse().expect("validated in config");
+        Backend {
+            base: base.to_owned(),
+            authority: uri.authority().expect("validated in config").clone(),
+            alive: AtomicBool::new(true),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
+    }
+
+    /// Records a probe's or a request's verdict; true when this changes the backend's state.
+    pub fn set_alive(&self, alive: bool) -> bool {
+        self.alive.swap(alive, Ordering::Relaxed) != alive
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a request against its backend until dropped (when the response body ends).
+#[derive(Debug)]
+pub struct InFlight(Arc<Backend>);
+
+impl InFlight {
+    pub fn new(backend: Arc<Backend>) -> Self {
+        backend.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(backend)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug)]
+pub struct Pool {
+    pub backends: Vec<Arc<Backend>>,
+    balance: Balance,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    pub fn new(bases: &[String], balance: Balance) -> Self {
+        Pool {
+            backends: bases.iter().map(|b| Arc::new(Backend::new(b))).collect(),
+            balance,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next live backend not in `tried`, by the pool's policy.
+    pub fn pick(&self, tried: &[Arc<Backend>]) -> Option<Arc<Backend>> {
+        let candidates = || {
+            self.backends
+                .iter()
+                .filter(|b| b.is_alive() && !tried.iter().any(|t| Arc::ptr_eq(t, b)))
+        };
+        match self.balance {
+            Balance::RoundRobin => {
+                let n = self.backends.len();
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                (0..n)
+                    .map(|i| &self.backends[(start + i) % n])
+                    .find(|b| candidates().any(|c| Arc::ptr_eq(c, b)))
+                    .cloned()
+            }
+            Balance::LeastConnections => candidates().min_by_key(|b| b.in_flight()).cloned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(balance: Balance) -> Pool {
+        let bases = ["http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"];
+        Pool::new(&bases.map(String::from), balance)
+    }
+
+    #[test]
+    fn round_robin_takes_turns_and_skips_the_dead() {
+        let p = pool(Balance::RoundRobin);
+        let order: Vec<_> = (0..6).map(|_| p.pick(&[]).unwrap().base.clone()).collect();
+        assert_eq!(order[..3], order[3..]);
+        assert_eq!(order.iter().collect::<std::collections::HashSet<_>>().len(), 3);
+        p.backends[1].set_alive(false);
+        assert!((0..6).all(|_| !Arc::ptr_eq(&p.pick(&[]).unwrap(), &p.backends[1])));
+        let tried = vec![p.backends[0].clone(), p.backends[2].clone()];
+        assert!(p.pick(&tried).is_none());
+    }
+
+    #[test]
+    fn least_connections_prefers_the_idle() {
+        let p = pool(Balance::LeastConnections);
+        let _busy0 = InFlight::new(p.backends[0].clone());
+        let _busy2 = InFlight::new(p.backends[2].clone());
+        assert!(Arc::ptr_eq(&p.pick(&[]).unwrap(), &p.backends[1]));
+        let busy1 = InFlight::new(p.backends[1].clone());
+        let _busy1b = InFlight::new(p.backends[1].clone());
+        assert!(!Arc::ptr_eq(&p.pick(&[]).unwrap(), &p.backends[1]));
+        drop(busy1);
+        assert_eq!(p.backends[1].in_flight(), 1);
+    }
+}

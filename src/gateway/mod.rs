@@ -1,0 +1,113 @@
+//! What nginx did in front of the app: static files, a reverse proxy with load balancing to the
+//! app servers, and forward-auth for other proxies.
+
+mod balance;
+mod proxy;
+mod static_files;
+
+pub use proxy::USER_ID;
+
+use crate::auth::Authenticated;
+use crate::config::Settings;
+use crate::service::AuthService;
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use proxy::Upstream;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// The gateway's routes and the state of its upstreams.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    upstreams: Vec<Arc<Upstream>>,
+}
+
+impl Gateway {
+    pub fn new(settings: &Settings) -> Self {
+        let upstreams = settings
+            .upstreams
+            .iter()
+            .map(|u| Arc::new(Upstream::new(u.clone(), settings.server.max_body)))
+            .collect();
+        Gateway { upstreams }
+    }
+
+    /// Starts the active health checks; call once, inside the runtime.
+    pub fn start_health_checks(&self) {
+        for upstream in &self.upstreams {
+            tokio::spawn(proxy::health_checks(Arc::downgrade(upstream)));
+        }
+    }
+
+}
+
+impl crate::api::Readiness for Gateway {
+    /// Backends currently marked down, as `prefix backend`.
+    fn unhealthy(&self) -> Vec<String> {
+        self.upstreams
+            .iter()
+            .flat_map(|u| {
+                u.pool
+                    .backends
+                    .iter()
+                    .filter(|b| !b.is_alive())
+                    .map(move |b| format!("{} {}", u.settings.prefix, b.base))
+            })
+            .collect()
+    }
+}
+
+impl Gateway {
+    /// Forward-auth, static files and upstream prefixes.
+    pub fn router(&self, settings: &Settings, service: Arc<AuthService>) -> Router {
+        let mut router = Router::new().route(
+            "/api/auth/check",
+            get(forward_auth).fallback(crate::api::not_allowed),
+        );
+        for mount in &settings.statics {
+            let at = mount.prefix.trim_end_matches('/');
+            router = router.nest_service(at, static_files::service(&mount.dir));
+        }
+        for upstream in &self.upstreams {
+            let at = upstream.settings.prefix.trim_end_matches('/');
+            let handler = any(proxy_to).with_state((upstream.clone(), service.clone()));
+            router = router
+                .route(&format!("{at}/{{*rest}}"), handler.clone())
+                .route(&format!("{at}/"), handler.clone());
+            if !at.is_empty() {
+                router = router.route(at, handler);
+            }
+        }
+        router.with_state(service)
+    }
+}
+
+async fn proxy_to(
+    State((upstream, service)): State<(Arc<Upstream>, Arc<AuthService>)>,
+    req: Request,
+) -> Response {
+    upstream.forward(&service, req).await
+}
+
+#[derive(Serialize)]
+struct Identity {
+    user_id: String,
+}
+
+/// `GET /api/auth/check`: 200 with `X-Handstamp-User-Id` for a valid access token, the
+/// protected-endpoint 401s otherwise. For nginx `auth_request`, Traefik ForwardAuth and Caddy
+/// `forward_auth`; never touches the database.
+async fn forward_auth(auth: Authenticated) -> Response {
+    let header = HeaderValue::from_str(&auth.user_id);
+    let mut response = Json(Identity {
+        user_id: auth.user_id,
+    })
+    .into_response();
+    if let Ok(value) = header {
+        response.headers_mut().insert(USER_ID, value);
+    }
+    response
+}

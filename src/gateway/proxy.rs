@@ -1,0 +1,295 @@
+//! The reverse proxy: requests under an upstream's prefix go to one of its backends, bodies
+//! streamed both ways, WebSocket upgrades passed through, identity headers added.
+
+use super::balance::{Backend, InFlight, Pool};
+use crate::config::{AuthMode, UpstreamSettings};
+use crate::error::ApiError;
+use crate::server::Tls;
+use crate::service::AuthService;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The header carrying the authenticated user's id to the backend.
+pub const USER_ID: HeaderName = HeaderName::from_static("x-handstamp-user-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+#[derive(Debug)]
+pub struct Upstream {
+    pub settings: UpstreamSettings,
+    pub pool: Pool,
+    client: Client<HttpConnector, Body>,
+    max_body: usize,
+}
+
+fn bad_gateway(detail: &'static str) -> Response {
+    let body = format!(r#"{{"detail":"{detail}"}}"#);
+    (
+        StatusCode::BAD_GATEWAY,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+impl Upstream {
+    pub fn new(settings: UpstreamSettings, max_body: usize) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Upstream {
+            pool: Pool::new(&settings.backends, settings.balance),
+            settings,
+            client,
+            max_body,
+        }
+    }
+
+    /// Checks identity, then forwards `req` to a live backend, trying another on a failed
+    /// connect when the request can safely be sent again.
+    pub async fn forward(&self, service: &AuthService, mut req: Request) -> Response {
+        strip_identity(req.headers_mut());
+        match self.settings.auth {
+            AuthMode::None => {}
+            AuthMode::Required | AuthMode::Optional => {
+                let header = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+                match service.authenticate_header(header) {
+                    Ok(auth) => {
+                        let id = HeaderValue::from_str(&auth.user_id);
+                        let Ok(id) = id else {
+                            return ApiError::Auth(crate::auth::AuthError::NoUserId).into_response();
+                        };
+                        req.headers_mut().insert(USER_ID, id);
+                    }
+                    Err(e) if self.settings.auth == AuthMode::Required => {
+                        return ApiError::Auth(e).into_response();
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        let too_large = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .is_some_and(|len| len > self.max_body);
+        if too_large {
+            return ApiError::PayloadTooLarge.into_response();
+        }
+        let upgrade = is_upgrade(req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (parts, body) = req.into_parts();
+        let headers = forwarded_headers(&parts, upgrade);
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let replayable = is_idempotent(&parts.method) && !has_body(&parts.headers) && !upgrade;
+        let mut body = Some(Body::new(http_body_util::Limited::new(body, self.max_body)));
+        let mut tried = Vec::new();
+        while let Some(backend) = self.pool.pick(&tried) {
+            tried.push(backend.clone());
+            let attempt_body = if replayable {
+                Body::empty()
+            } else {
+                body.take().unwrap_or_default()
+            };
+            let mut request = hyper::Request::new(attempt_body);
+            *request.method_mut() = parts.method.clone();
+            *request.version_mut() = Version::HTTP_11;
+            *request.headers_mut() = headers.clone();
+            request.headers_mut().insert(
+                header::HOST,
+                HeaderValue::from_str(backend.authority.as_str()).expect("valid authority"),
+            );
+            match format!("{}{path}", backend.base).parse() {
+                Ok(uri) => *request.uri_mut() = uri,
+                Err(_) => return bad_gateway("Bad gateway."),
+            }
+            let in_flight = InFlight::new(backend.clone());
+            match self.client.request(request).await {
+                Ok(response) => return respond(response, in_flight, client_upgrade),
+                Err(error) if error.is_connect() => {
+                    if backend.set_alive(false) {
+                        tracing::warn!(backend = backend.base, %error, "backend unreachable: marked down");
+                    }
+                    if !replayable {
+                        return bad_gateway("Bad gateway.");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(backend = backend.base, %error, "backend request failed");
+                    return bad_gateway("Bad gateway.");
+                }
+            }
+        }
+        bad_gateway("No backend is available.")
+    }
+}
+
+/// The backend's response for the client, with hop-by-hop headers removed; a 101 joins the two
+/// upgraded connections.
+fn respond(
+    response: hyper::Response<hyper::body::Incoming>,
+    in_flight: InFlight,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response {
+    let (mut parts, body) = response.into_parts();
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return bad_gateway("Bad gateway.");
+        };
+        let backend_upgrade = hyper::upgrade::on(hyper::Response::from_parts(parts.clone(), body));
+        tokio::spawn(async move {
+            let _in_flight = in_flight;
+            match tokio::try_join!(client_upgrade, backend_upgrade) {
+                Ok((client, backend)) => {
+                    let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+                }
+                Err(error) => tracing::debug!(%error, "upgrade failed"),
+            }
+        });
+        return Response::from_parts(parts, Body::empty());
+    }
+    for name in &HOP_BY_HOP {
+        parts.headers.remove(name);
+    }
+    let body = body.map_frame(move |frame| {
+        let _ = &in_flight;
+        frame
+    });
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// Client-sent `X-Handstamp-*` headers are never trusted.
+fn strip_identity(headers: &mut HeaderMap) {
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-handstamp-"))
+        .cloned()
+        .collect();
+    for name in forged {
+        headers.remove(name);
+    }
+}
+
+/// The request's headers for the backend: hop-by-hop ones dropped (kept for an upgrade), and
+/// `X-Forwarded-For`, `-Proto` and `-Host` set.
+fn forwarded_headers(parts: &axum::http::request::Parts, upgrade: bool) -> HeaderMap {
+    let mut headers = parts.headers.clone();
+    if !upgrade {
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
+        }
+    }
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    if let Some(host) = host {
+        headers.insert(X_FORWARDED_HOST, host);
+    }
+    if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        let ip = peer.ip().to_string();
+        let chain = match parts.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(earlier) => format!("{earlier}, {ip}"),
+            None => ip,
+        };
+        if let Ok(chain) = HeaderValue::from_str(&chain) {
+            headers.insert(X_FORWARDED_FOR, chain);
+        }
+    }
+    let https = parts.extensions.get::<Tls>().is_some_and(|t| t.0);
+    headers.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(if https { "https" } else { "http" }),
+    );
+    headers
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    connection_upgrade && headers.contains_key(header::UPGRADE)
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// Probes every backend every `health_interval`; a backend answering below 500 is alive.
+/// Ends when the upstream is dropped.
+pub async fn health_checks(upstream: std::sync::Weak<Upstream>) {
+    let Some(interval) = upstream.upgrade().map(|u| u.settings.health_interval) else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        ticker.tick().await;
+        let Some(upstream) = upstream.upgrade() else {
+            return;
+        };
+        for backend in &upstream.pool.backends {
+            let alive = probe(&upstream, backend, interval).await;
+            if backend.set_alive(alive) {
+                let state = if alive { "up" } else { "down" };
+                tracing::warn!(backend = backend.base, state, "backend health changed");
+            }
+            metrics::gauge!(
+                "handstamp_upstream_up",
+                "upstream" => upstream.settings.prefix.clone(),
+                "backend" => backend.base.clone()
+            )
+            .set(if alive { 1.0 } else { 0.0 });
+        }
+    }
+}
+
+async fn probe(upstream: &Upstream, backend: &Backend, timeout: Duration) -> bool {
+    let uri = format!("{}{}", backend.base, upstream.settings.health_path);
+    let Ok(uri) = uri.parse::<axum::http::Uri>() else {
+        return false;
+    };
+    let mut request = hyper::Request::new(Body::empty());
+    *request.uri_mut() = uri;
+    match tokio::time::timeout(timeout, upstream.client.request(request)).await {
+        Ok(Ok(response)) => response.status().as_u16() < 500,
+        _ => false,
+    }
+}
