@@ -2,8 +2,8 @@
 
 use crate::service::AuthService;
 use axum::extract::State;
-use axum::{Extension, Json};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::Serialize;
 use std::sync::Arc;
 

@@ -98,7 +98,11 @@ mod tests {
     use super::*;
 
     fn pool(balance: Balance) -> Pool {
-        let bases = ["http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"];
+        let bases = [
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:2",
+            "http://127.0.0.1:3",
+        ];
         Pool::new(&bases.map(String::from), balance)
     }
 
@@ -107,7 +111,10 @@ mod tests {
         let p = pool(Balance::RoundRobin);
         let order: Vec<_> = (0..6).map(|_| p.pick(&[]).unwrap().base.clone()).collect();
         assert_eq!(order[..3], order[3..]);
-        assert_eq!(order.iter().collect::<std::collections::HashSet<_>>().len(), 3);
+        assert_eq!(
+            order.iter().collect::<std::collections::HashSet<_>>().len(),
+            3
+        );
         p.backends[1].set_alive(false);
         assert!((0..6).all(|_| !Arc::ptr_eq(&p.pick(&[]).unwrap(), &p.backends[1])));
         let tried = vec![p.backends[0].clone(), p.backends[2].clone()];

@@ -41,7 +41,6 @@ impl Gateway {
             tokio::spawn(proxy::health_checks(Arc::downgrade(upstream)));
         }
     }
-
 }
 
 impl crate::api::Readiness for Gateway {

@@ -75,12 +75,16 @@ impl Upstream {
         match self.settings.auth {
             AuthMode::None => {}
             AuthMode::Required | AuthMode::Optional => {
-                let header = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+                let header = req
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .map(|v| v.as_bytes());
                 match service.authenticate_header(header) {
                     Ok(auth) => {
                         let id = HeaderValue::from_str(&auth.user_id);
                         let Ok(id) = id else {
-                            return ApiError::Auth(crate::auth::AuthError::NoUserId).into_response();
+                            return ApiError::Auth(crate::auth::AuthError::NoUserId)
+                                .into_response();
                         };
                         req.headers_mut().insert(USER_ID, id);
                     }
@@ -203,17 +207,22 @@ fn forwarded_headers(parts: &axum::http::request::Parts, upgrade: bool) -> Heade
             headers.remove(name);
         }
     }
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST, host);
     }
     if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
         let ip = peer.ip().to_string();
-        let chain = match parts.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        let chain = match parts
+            .headers
+            .get(&X_FORWARDED_FOR)
+            .and_then(|v| v.to_str().ok())
+        {
             Some(earlier) => format!("{earlier}, {ip}"),
             None => ip,
         };

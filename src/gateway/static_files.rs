@@ -47,7 +47,11 @@ async fn caching(root: PathBuf, req: Request, next: Next) -> Response {
             .headers()
             .get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|given| given.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+            .is_some_and(|given| {
+                given
+                    .split(',')
+                    .any(|t| t.trim() == etag || t.trim() == "*")
+            });
         if matches {
             let mut response = StatusCode::NOT_MODIFIED.into_response();
             let headers = response.headers_mut();
@@ -73,7 +77,9 @@ async fn caching(root: PathBuf, req: Request, next: Next) -> Response {
 
 /// A weak validator from the file's size and modification time, or None if `path` is no file.
 async fn entity_tag(root: &Path, path: &str) -> Option<String> {
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8().ok()?;
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .ok()?;
     let mut file = root.to_path_buf();
     for segment in decoded.split('/').filter(|s| !s.is_empty()) {
         if segment == ".." || segment == "." || segment.contains(['\\', '\0']) {
@@ -86,11 +92,7 @@ async fn entity_tag(root: &Path, path: &str) -> Option<String> {
         return None;
     }
     let modified = meta.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
-    Some(format!(
-        "W/\"{:x}-{:x}\"",
-        meta.len(),
-        modified.as_nanos()
-    ))
+    Some(format!("W/\"{:x}-{:x}\"", meta.len(), modified.as_nanos()))
 }
 
 /// `app.3f9a1c2b.js`, `logo-5d41402abc.png`: a name part of 8 or more hex digits.

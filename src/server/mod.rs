@@ -8,14 +8,14 @@ pub use observe::{Metrics, metrics};
 pub use tls::{CertStore, TlsError};
 
 use crate::api;
-use crate::gateway::Gateway;
 use crate::config::{ServerSettings, Settings};
+use crate::gateway::Gateway;
 use crate::service::AuthService;
-use axum::{Extension, Router};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;

@@ -1,0 +1,758 @@
+//! The gateway against real backends started in the test: balancing, failover, streaming,
+//! WebSockets, identity headers, static files, forward-auth and metrics.
+
+mod common;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get as on_get};
+use axum::{Json, Router};
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use handstamp::config::{AuthMode, Balance, Settings, StaticMount, UpstreamSettings};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// A backend app server: names itself, echoes what it was sent, can hold requests.
+struct Backend {
+    addr: std::net::SocketAddr,
+    hits: Arc<AtomicUsize>,
+    arrived: mpsc::UnboundedReceiver<()>,
+    release: Arc<Semaphore>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Clone)]
+struct BackendState {
+    name: String,
+    hits: Arc<AtomicUsize>,
+    arrived: mpsc::UnboundedSender<()>,
+    release: Arc<Semaphore>,
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Value {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map_or(Value::Null, |v| json!(v))
+}
+
+async fn whoami(
+    axum::extract::State(s): axum::extract::State<BackendState>,
+    req: Request,
+) -> Json<Value> {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    let h = req.headers();
+    Json(json!({
+        "name": s.name,
+        "path": req.uri().path_and_query().map(|p| p.as_str()),
+        "user_id": header(h, "x-handstamp-user-id"),
+        "forged": header(h, "x-handstamp-role"),
+        "authorization": header(h, "authorization"),
+        "xff": header(h, "x-forwarded-for"),
+        "proto": header(h, "x-forwarded-proto"),
+        "forwarded_host": header(h, "x-forwarded-host"),
+    }))
+}
+
+async fn hold(axum::extract::State(s): axum::extract::State<BackendState>) -> Json<Value> {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    s.arrived.send(()).unwrap();
+    s.release.acquire().await.unwrap().forget();
+    Json(json!({"name": s.name}))
+}
+
+/// Sends "one", waits to be released, then sends "two".
+async fn stream(axum::extract::State(s): axum::extract::State<BackendState>) -> Response {
+    let chunks = futures_util::stream::unfold(0, move |step| {
+        let release = s.release.clone();
+        async move {
+            match step {
+                0 => Some((Ok::<_, std::io::Error>("one;"), 1)),
+                1 => {
+                    release.acquire().await.unwrap().forget();
+                    Some((Ok("two"), 2))
+                }
+                _ => None,
+            }
+        }
+    });
+    Body::from_stream(chunks).into_response()
+}
+
+async fn echo_len(body: axum::body::Bytes) -> String {
+    body.len().to_string()
+}
+
+/// Upgrades to a WebSocket and echoes every message, prefixed with who answered.
+async fn websocket(mut req: Request) -> Response {
+    let key = req.headers()["sec-websocket-key"].as_bytes().to_vec();
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let io = hyper_util::rt::TokioIo::new(upgrade.await.unwrap());
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            io,
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_text() {
+                let text = format!("echo:{}", msg.into_text().unwrap());
+                ws.send(text.into()).await.unwrap();
+            }
+        }
+    });
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-accept", accept)
+        .body(Body::empty())
+        .unwrap()
+}
+
+async fn backend(name: &str) -> Backend {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    backend_on(name, listener).await
+}
+
+async fn backend_on(name: &str, listener: tokio::net::TcpListener) -> Backend {
+    let addr = listener.local_addr().unwrap();
+    let (arrived_tx, arrived) = mpsc::unbounded_channel();
+    let state = BackendState {
+        name: name.into(),
+        hits: Arc::new(AtomicUsize::new(0)),
+        arrived: arrived_tx,
+        release: Arc::new(Semaphore::new(0)),
+    };
+    let app = Router::new()
+        .route("/health", on_get(|| async { "ok" }))
+        .route("/app/hold", on_get(hold))
+        .route("/app/stream", on_get(stream))
+        .route("/app/echo", any(echo_len))
+        .route("/app/slow", on_get(std::future::pending::<String>))
+        .route("/app/ws", on_get(websocket))
+        .fallback(whoami)
+        .with_state(state.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    Backend {
+        addr,
+        hits: state.hits,
+        arrived,
+        release: state.release,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl Backend {
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops listening and closes every connection.
+    async fn kill(&mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task.take().unwrap().await.unwrap();
+    }
+}
+
+fn upstream(
+    prefix: &str,
+    backends: &[&Backend],
+    auth: AuthMode,
+    balance: Balance,
+) -> UpstreamSettings {
+    UpstreamSettings {
+        prefix: prefix.into(),
+        backends: backends.iter().map(|b| b.url()).collect(),
+        auth,
+        balance,
+        health_path: "/health".into(),
+        health_interval: Duration::from_secs(1),
+    }
+}
+
+async fn gateway(tweak: impl FnOnce(&mut Settings)) -> TestServer {
+    let s = TestServer::start_with(tweak).await;
+    s.create_user("user", "pw").await;
+    s
+}
+
+async fn get(s: &TestServer, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = s.client.get(s.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    reply(req.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn required_auth_answers_401_or_passes_the_identity() {
+    let b = backend("a").await;
+    let s = gateway(|c| {
+        c.upstreams.push(upstream(
+            "/app/",
+            &[&b],
+            AuthMode::Required,
+            Balance::RoundRobin,
+        ))
+    })
+    .await;
+    let (_, access) = s.login("user", "pw").await;
+
+    let (status, body) = get(&s, "/app/whoami", None).await;
+    assert_eq!(
+        (status, body),
+        (
+            401,
+            json!({"detail": "Authentication credentials were not provided."})
+        )
+    );
+    let (status, body) = get(&s, "/app/whoami", Some("junk")).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["code"], "token_not_valid");
+    assert_eq!(
+        b.hits.load(Ordering::SeqCst),
+        0,
+        "nothing reached the backend"
+    );
+
+    let r = s
+        .client
+        .get(s.url("/app/whoami?x=1"))
+        .bearer_auth(&access)
+        .header("x-handstamp-user-id", "999")
+        .header("x-handstamp-role", "admin")
+        .header("x-forwarded-for", "10.9.8.7")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = reply(r).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["name"], "a");
+    assert_eq!(body["path"], "/app/whoami?x=1");
+    assert_eq!(body["user_id"], "1", "the verified id, not the client's");
+    assert_eq!(
+        body["forged"],
+        Value::Null,
+        "client X-Handstamp-* headers are stripped"
+    );
+    assert_eq!(body["authorization"], format!("Bearer {access}"));
+    assert_eq!(body["xff"], "10.9.8.7, 127.0.0.1");
+    assert_eq!(body["proto"], "http");
+    assert_eq!(body["forwarded_host"], s.addr.to_string());
+}
+
+#[tokio::test]
+async fn optional_and_no_auth_modes() {
+    let b = backend("a").await;
+    let s = gateway(|c| {
+        c.upstreams.push(upstream(
+            "/opt/",
+            &[&b],
+            AuthMode::Optional,
+            Balance::RoundRobin,
+        ));
+        c.upstreams.push(upstream(
+            "/open/",
+            &[&b],
+            AuthMode::None,
+            Balance::RoundRobin,
+        ));
+    })
+    .await;
+    let (_, access) = s.login("user", "pw").await;
+    let (status, body) = get(&s, "/opt/x", None).await;
+    assert_eq!((status, &body["user_id"]), (200, &Value::Null));
+    let (_, body) = get(&s, "/opt/x", Some("junk")).await;
+    assert_eq!(body["user_id"], Value::Null);
+    let (_, body) = get(&s, "/opt/x", Some(&access)).await;
+    assert_eq!(body["user_id"], "1");
+    let r = s
+        .client
+        .get(s.url("/open/x"))
+        .bearer_auth(&access)
+        .header("x-handstamp-user-id", "999")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = reply(r).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["user_id"],
+        Value::Null,
+        "none: no identity, and no forged one either"
+    );
+}
+
+#[tokio::test]
+async fn round_robin_spreads_requests_evenly() {
+    let (a, b, c) = (backend("a").await, backend("b").await, backend("c").await);
+    let s = gateway(|cfg| {
+        cfg.upstreams.push(upstream(
+            "/app/",
+            &[&a, &b, &c],
+            AuthMode::None,
+            Balance::RoundRobin,
+        ))
+    })
+    .await;
+    let mut names = Vec::new();
+    for _ in 0..9 {
+        let (status, body) = get(&s, "/app/x", None).await;
+        assert_eq!(status, 200);
+        names.push(body["name"].as_str().unwrap().to_owned());
+    }
+    for name in ["a", "b", "c"] {
+        assert_eq!(names.iter().filter(|n| *n == name).count(), 3, "{names:?}");
+    }
+}
+
+#[tokio::test]
+async fn least_connections_avoids_the_busy_backend() {
+    let (mut a, mut b) = (backend("a").await, backend("b").await);
+    let s = Arc::new(
+        gateway(|cfg| {
+            cfg.upstreams.push(upstream(
+                "/app/",
+                &[&a, &b],
+                AuthMode::None,
+                Balance::LeastConnections,
+            ))
+        })
+        .await,
+    );
+    // Hold one request on whichever backend takes it.
+    let held = {
+        let s = s.clone();
+        tokio::spawn(async move { get(&s, "/app/hold", None).await })
+    };
+    let (busy, idle) = tokio::select! {
+        _ = a.arrived.recv() => (&a, "b"),
+        _ = b.arrived.recv() => (&b, "a"),
+    };
+    // The busy one gets nothing more while it holds its request.
+    for _ in 0..5 {
+        let (_, body) = get(&s, "/app/x", None).await;
+        assert_eq!(body["name"], idle);
+    }
+    busy.release.add_permits(1);
+    let (status, body) = held.await.unwrap();
+    assert_eq!(status, 200);
+    assert_ne!(body["name"], idle);
+}
+
+#[tokio::test]
+async fn a_dead_backend_is_skipped_and_idempotent_requests_retried() {
+    let (mut a, b) = (backend("a").await, backend("b").await);
+    let s = gateway(|cfg| {
+        cfg.upstreams.push(upstream(
+            "/app/",
+            &[&a, &b],
+            AuthMode::None,
+            Balance::RoundRobin,
+        ))
+    })
+    .await;
+    a.kill().await;
+    for _ in 0..6 {
+        let (status, body) = get(&s, "/app/x", None).await;
+        assert_eq!((status, body["name"].as_str()), (200, Some("b")));
+    }
+    let (status, body) = get(&s, "/readyz", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["unhealthy"], json!([format!("/app/ {}", a.url())]));
+}
+
+#[tokio::test]
+async fn no_live_backend_is_a_json_502() {
+    let mut a = backend("a").await;
+    let s = gateway(|cfg| {
+        cfg.upstreams.push(upstream(
+            "/app/",
+            &[&a],
+            AuthMode::None,
+            Balance::RoundRobin,
+        ))
+    })
+    .await;
+    a.kill().await;
+    let (status, body) = get(&s, "/app/x", None).await;
+    assert_eq!(status, 502);
+    assert!(body["detail"].is_string(), "{body}");
+    let r = s
+        .client
+        .post(s.url("/app/echo"))
+        .body("data")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+}
+
+#[tokio::test]
+async fn a_backend_that_comes_back_is_used_again() {
+    let mut a = backend("a").await;
+    let addr = a.addr;
+    let s = gateway(|cfg| {
+        cfg.upstreams.push(upstream(
+            "/app/",
+            &[&a],
+            AuthMode::None,
+            Balance::RoundRobin,
+        ))
+    })
+    .await;
+    a.kill().await;
+    assert_eq!(get(&s, "/app/x", None).await.0, 502);
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let _a = backend_on("a2", listener).await;
+    // The active health check (every second) brings it back; wait for that, boundedly.
+    let mut revived = false;
+    for _ in 0..100 {
+        if get(&s, "/readyz", None).await.1.get("unhealthy").is_none() {
+            revived = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(revived, "the probe never marked the backend up");
+    assert_eq!(get(&s, "/app/x", None).await.1["name"], "a2");
+}
+
+#[tokio::test]
+async fn bodies_stream_both_ways() {
+    let b = backend("a").await;
+    let s = gateway(|cfg| {
+        cfg.upstreams.push(upstream(
+            "/app/",
+            &[&b],
+            AuthMode::None,
+            Balance::RoundRobin,
+        ))
+    })
+    .await;
+    let r = s.client.get(s.url("/app/stream")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut chunks = r.bytes_stream();
+    let first = chunks.next().await.unwrap().unwrap();
+    assert_eq!(
+        &first[..],
+        b"one;",
+        "the first chunk arrives before the backend finishes"
+    );
+    b.release.add_permits(1);
+    let mut rest = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        rest.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(rest, b"two");
+
+    let upload = vec![b'x'; 600 * 1024];
+    let r = s
+        .client
+        .post(s.url("/app/echo"))
+        .body(upload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), (600 * 1024).to_string());
+    let too_big = vec![b'x'; 2 * 1024 * 1024];
+    let r = s
+        .client
+        .post(s.url("/app/echo"))
+        .body(too_big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply(r).await,
+        (413, json!({"detail": "Request body is too large."}))
+    );
+}
+
+#[tokio::test]
+async fn websockets_pass_through_with_auth() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let b = backend("a").await;
+    let s = gateway(|cfg| {
+        cfg.upstreams.push(upstream(
+            "/app/",
+            &[&b],
+            AuthMode::Required,
+            Balance::RoundRobin,
+        ))
+    })
+    .await;
+    let (_, access) = s.login("user", "pw").await;
+    let url = format!("ws://{}/app/ws", s.addr);
+    let unauthenticated = tokio_tungstenite::connect_async(url.as_str()).await;
+    assert!(unauthenticated.is_err(), "refused without a token");
+    let mut request = url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {access}").parse().unwrap());
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.status(), 101);
+    for word in ["hello", "again"] {
+        ws.send(word.into()).await.unwrap();
+        let answer = ws.next().await.unwrap().unwrap();
+        assert_eq!(answer.into_text().unwrap(), format!("echo:{word}"));
+    }
+}
+
+#[tokio::test]
+async fn a_slow_backend_gets_a_json_504() {
+    let b = backend("a").await;
+    let s = gateway(|cfg| {
+        cfg.upstreams.push(upstream(
+            "/app/",
+            &[&b],
+            AuthMode::None,
+            Balance::RoundRobin,
+        ));
+        cfg.server.request_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let (status, body) = get(&s, "/app/slow", None).await;
+    assert_eq!(
+        (status, body),
+        (504, json!({"detail": "The request took too long."}))
+    );
+}
+
+#[tokio::test]
+async fn forward_auth_checks_tokens_without_the_database() {
+    let s = gateway(|_| {}).await;
+    let (refresh, access) = s.login("user", "pw").await;
+    let r = s
+        .client
+        .get(s.url("/api/auth/check"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-handstamp-user-id"], "1");
+    assert_eq!(reply(r).await, (200, json!({"user_id": "1"})));
+    // Deleting the user does not matter here: the token alone is checked.
+    s.service.store().delete_user("user").await.unwrap();
+    assert_eq!(get(&s, "/api/auth/check", Some(&access)).await.0, 200);
+    let (status, body) = get(&s, "/api/auth/check", Some(&refresh)).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["messages"][0]["message"], "Token has wrong type");
+    let (status, body) = get(&s, "/api/auth/check", None).await;
+    assert_eq!(
+        (status, body),
+        (
+            401,
+            json!({"detail": "Authentication credentials were not provided."})
+        )
+    );
+}
+
+fn static_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("app.3f9a1c2b.js"), "console.log('hashed');").unwrap();
+    std::fs::write(p.join("style.css"), "body { color: black; }").unwrap();
+    std::fs::write(p.join("style.css.br"), "BROTLI-BYTES").unwrap();
+    std::fs::write(p.join("style.css.gz"), "GZIP-BYTES").unwrap();
+    std::fs::create_dir(p.join("sub")).unwrap();
+    std::fs::write(p.join("sub/page.txt"), "0123456789").unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn static_files_with_validators_ranges_and_precompression() {
+    let files = static_dir();
+    let dir = files.path().to_path_buf();
+    let s = gateway(|c| {
+        c.statics.push(StaticMount {
+            prefix: "/static/".into(),
+            dir,
+        })
+    })
+    .await;
+    let url = s.url("/static/sub/page.txt");
+
+    let r = s.client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    let modified = r.headers()["last-modified"].to_str().unwrap().to_owned();
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    assert_eq!(r.text().await.unwrap(), "0123456789");
+
+    let r = s
+        .client
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers()["etag"], etag.as_str());
+    let r = s
+        .client
+        .get(&url)
+        .header("if-modified-since", &modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    let r = s
+        .client
+        .get(&url)
+        .header("if-none-match", "W/\"other\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let r = s
+        .client
+        .get(&url)
+        .header("range", "bytes=2-5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 2-5/10");
+    assert_eq!(r.text().await.unwrap(), "2345");
+
+    let r = s
+        .client
+        .get(s.url("/static/app.3f9a1c2b.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+
+    let css = s.url("/static/style.css");
+    let r = s
+        .client
+        .get(&css)
+        .header("accept-encoding", "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "br");
+    assert_eq!(r.bytes().await.unwrap(), "BROTLI-BYTES");
+    let r = s
+        .client
+        .get(&css)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let r = s.client.get(&css).send().await.unwrap();
+    assert!(r.headers().get("content-encoding").is_none());
+    assert_eq!(r.text().await.unwrap(), "body { color: black; }");
+}
+
+#[tokio::test]
+async fn static_files_refuse_traversal_listings_and_writes() {
+    let files = static_dir();
+    std::fs::write(files.path().parent().unwrap().join("secret.txt"), "secret").ok();
+    let dir = files.path().to_path_buf();
+    let s = gateway(|c| {
+        c.statics.push(StaticMount {
+            prefix: "/static/".into(),
+            dir,
+        })
+    })
+    .await;
+    for path in [
+        "/static/../secret.txt",
+        "/static/%2e%2e/secret.txt",
+        "/static/sub/..%2f..%2fsecret.txt",
+        "/static/sub/",
+        "/static/sub",
+        "/static/",
+        "/static/missing.js",
+    ] {
+        let (status, body) = get(&s, path, None).await;
+        assert_eq!(
+            (status, body),
+            (404, json!({"detail": "Not found."})),
+            "{path}"
+        );
+    }
+    let r = s
+        .client
+        .post(s.url("/static/style.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply(r).await,
+        (405, json!({"detail": "Method \"POST\" not allowed."}))
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let s = gateway(|_| {}).await;
+    for _ in 0..3 {
+        get(&s, "/api/users/me/", None).await;
+    }
+    let text = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("handstamp_http_requests_total")
+                && l.contains("route=\"/api/users/me/\"")
+                && l.contains("status=\"401\"")
+        })
+        .unwrap_or_else(|| panic!("no counter line in:\n{text}"));
+    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 3.0, "{line}");
+    assert!(
+        text.contains("handstamp_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn every_response_has_a_request_id_and_keeps_the_clients() {
+    let s = gateway(|_| {}).await;
+    let r = s.client.get(s.url("/healthz")).send().await.unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    let r = s
+        .client
+        .get(s.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+}
