@@ -148,11 +148,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 return Ok(());
             }
             init_logging(settings.server.log_format);
+            let shutdown = server::shutdown_signal();
             let listeners = server::bind(&settings.server.bind).await?;
             let store = store::open(&cli.database).await?;
             let service = AuthService::new(settings.jwt.clone(), store).await?;
             let app = server::app(service.into(), &settings);
-            server::serve_with(listeners, app, options, server::shutdown_signal()).await?;
+            server::serve_with(listeners, app, options, shutdown).await?;
         }
         Command::Migrate => {
             store::open(&cli.database).await?;

@@ -69,8 +69,9 @@ fn serve(dir: &Path, envs: &[(&str, &str)]) -> Served {
     });
     let addr = loop {
         let line = lines.recv().expect("server exited before listening");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.trim().to_owned();
+        let rest = line.split("listening on ").nth(1);
+        if let Some(url) = rest {
+            break url.trim().split("://").nth(1).unwrap().to_owned();
         }
     };
     Served {
@@ -433,4 +434,75 @@ async fn flush_expired_tokens_deletes_only_expired_ones() {
     assert!(!store.is_blacklisted("old-blacklisted").await.unwrap());
     let out = run(d, &["flush-expired-tokens"], "");
     assert_eq!(text(&out.stdout), "deleted 0 expired tokens\n");
+}
+
+fn https_client(pem: &str, addr: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
+        .tls_built_in_root_certs(false)
+        .resolve("localhost", addr.parse().unwrap())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_swaps_the_certificate_without_dropping_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (files, first) = common::certificate(d, "first");
+    std::fs::write(
+        d.join("handstamp.toml"),
+        format!(
+            "[server]\ntls_cert = {:?}\ntls_key = {:?}\n",
+            files.cert.display().to_string(),
+            files.key.display().to_string()
+        ),
+    )
+    .unwrap();
+    let check = run(d, &["serve", "--check"], "");
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    assert_eq!(text(&check.stdout), "configuration OK\n");
+
+    let server = tokio::task::block_in_place(|| serve(d, &[]));
+    let url = format!(
+        "https://localhost:{}/healthz",
+        server.addr.rsplit(':').next().unwrap()
+    );
+    let old_client = https_client(&first, &server.addr);
+    assert_eq!(old_client.get(&url).send().await.unwrap().status(), 200);
+
+    // New files in place of the old, then SIGHUP.
+    let (second_files, second) = common::certificate(d, "second");
+    std::fs::copy(&second_files.cert, &files.cert).unwrap();
+    std::fs::copy(&second_files.key, &files.key).unwrap();
+    server.signal("-HUP");
+    tokio::task::block_in_place(|| server.wait_for_line("TLS certificate reloaded"));
+
+    let new_client = https_client(&second, &server.addr);
+    assert_eq!(new_client.get(&url).send().await.unwrap().status(), 200);
+    let stale = https_client(&first, &server.addr);
+    assert!(
+        stale.get(&url).send().await.is_err(),
+        "new handshakes present the new certificate"
+    );
+    assert_eq!(
+        old_client.get(&url).send().await.unwrap().status(),
+        200,
+        "the connection opened before the reload still works"
+    );
+
+    // A broken file on reload keeps the certificate in use.
+    std::fs::write(&files.cert, "garbage").unwrap();
+    server.signal("-HUP");
+    tokio::task::block_in_place(|| server.wait_for_line("not reloaded"));
+    let again = https_client(&second, &server.addr);
+    assert_eq!(again.get(&url).send().await.unwrap().status(), 200);
+
+    let check = run(d, &["serve", "--check"], "");
+    assert_eq!(check.status.code(), Some(1));
+    assert!(
+        text(&check.stderr).contains("cannot read the TLS certificate"),
+        "{}",
+        text(&check.stderr)
+    );
 }

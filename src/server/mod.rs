@@ -178,7 +178,7 @@ pub async fn serve_with(
         None => None,
     };
     if let Some(store) = options.tls.clone() {
-        tokio::spawn(reload_on_hangup(store));
+        reload_on_hangup(store);
     }
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -314,37 +314,45 @@ impl Connection {
     }
 }
 
-/// Re-reads the certificate on every SIGHUP.
-async fn reload_on_hangup(store: Arc<CertStore>) {
+/// Re-reads the certificate on every SIGHUP. The handler is installed before this returns.
+fn reload_on_hangup(store: Arc<CertStore>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: the certificate will not be reloaded");
             return;
         };
-        while hangups.recv().await.is_some() {
-            match store.reload() {
-                Ok(()) => tracing::info!("TLS certificate reloaded"),
-                Err(error) => {
-                    tracing::error!(%error, "TLS certificate not reloaded; keeping the old one")
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match store.reload() {
+                    Ok(()) => tracing::info!("TLS certificate reloaded"),
+                    Err(error) => {
+                        tracing::error!(%error, "TLS certificate not reloaded; keeping the old one")
+                    }
                 }
             }
-        }
+        });
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Completes on SIGINT or SIGTERM. The handlers are installed at once, before anything is
+/// served, so an early signal is never lost.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+        async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

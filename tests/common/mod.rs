@@ -39,9 +39,10 @@ impl TestServer {
         let listeners = server::bind(&["127.0.0.1:0".to_string()]).await.unwrap();
         let addr = listeners[0].local_addr().unwrap();
         let app = server::app(service.clone(), &settings);
+        let options = server::ServeOptions::from_settings(&settings.server).unwrap();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
-            server::serve(listeners, app, async {
+            server::serve_with(listeners, app, options, async {
                 let _ = stopped.await;
             })
             .await
@@ -163,4 +164,15 @@ pub fn parts(token: &str) -> (String, String) {
 
 pub fn claims(token: &str) -> Value {
     serde_json::from_str(&parts(token).1).unwrap()
+}
+
+/// A self-signed certificate for localhost, written as PEM files into `dir`; returns the files
+/// and the certificate's PEM text.
+pub fn certificate(dir: &std::path::Path, name: &str) -> (handstamp::config::TlsFiles, String) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+    (handstamp::config::TlsFiles { cert, key }, made.cert.pem())
 }
