@@ -108,8 +108,12 @@ impl AuthService {
         let matches = self.hasher.verify(password.to_owned(), stored).await?;
         let user = match user {
             Some(user) if matches && user.is_active => user,
-            _ => return Err(ServiceError::BadCredentials),
+            _ => {
+                metrics::counter!("handstamp_logins_total", "outcome" => "failed").increment(1);
+                return Err(ServiceError::BadCredentials);
+            }
         };
+        metrics::counter!("handstamp_logins_total", "outcome" => "ok").increment(1);
         let now = token::now();
         let refresh = Claims {
             token_type: Some(TokenType::Refresh.as_str().into()),
@@ -126,6 +130,7 @@ impl AuthService {
         if self.settings.update_last_login {
             self.store.record_login(user.id, now).await?;
         }
+        metrics::counter!("handstamp_tokens_issued_total").increment(1);
         Ok(TokenPair {
             access: self.codec.encode(&self.access_for(&refresh, now)),
             refresh: refresh_token,
@@ -158,12 +163,13 @@ impl AuthService {
         let old = outstanding(&claims, refresh_token, user_id);
         let new = rotated.as_ref().zip(rotated_token.as_deref());
         let new = new.map(|(c, t)| outstanding(c, t, user_id));
+        let blacklist_old = rotate && self.settings.blacklist_after_rotation;
         let outcome = self
             .store
             .refresh(
                 Refresh {
                     old: &old,
-                    blacklist_old: rotate && self.settings.blacklist_after_rotation,
+                    blacklist_old,
                     user_id,
                     new: new.as_ref(),
                 },
@@ -171,10 +177,16 @@ impl AuthService {
             )
             .await?;
         match outcome {
-            RefreshOutcome::Done => Ok(Refreshed {
-                access,
-                refresh: rotated_token,
-            }),
+            RefreshOutcome::Done => {
+                metrics::counter!("handstamp_tokens_refreshed_total").increment(1);
+                if blacklist_old {
+                    metrics::counter!("handstamp_tokens_blacklisted_total").increment(1);
+                }
+                Ok(Refreshed {
+                    access,
+                    refresh: rotated_token,
+                })
+            }
             RefreshOutcome::Blacklisted => Err(ServiceError::Blacklisted),
             RefreshOutcome::NoActiveUser => Err(ServiceError::NoActiveAccountForToken),
         }
@@ -202,6 +214,7 @@ impl AuthService {
         let user_id = claims.user_id.as_deref().and_then(|id| id.parse().ok());
         let token = outstanding(&claims, refresh_token, user_id);
         if self.store.blacklist(&token, now).await? {
+            metrics::counter!("handstamp_tokens_blacklisted_total").increment(1);
             Ok(())
         } else {
             Err(ServiceError::Blacklisted)

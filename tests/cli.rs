@@ -71,7 +71,8 @@ fn serve(dir: &Path, envs: &[(&str, &str)]) -> Served {
         let line = lines.recv().expect("server exited before listening");
         let rest = line.split("listening on ").nth(1);
         if let Some(url) = rest {
-            break url.trim().split("://").nth(1).unwrap().to_owned();
+            let url = url.split(['"', ' ']).next().unwrap();
+            break url.split("://").nth(1).unwrap().to_owned();
         }
     };
     Served {
@@ -505,4 +506,69 @@ async fn sighup_swaps_the_certificate_without_dropping_connections() {
         "{}",
         text(&check.stderr)
     );
+}
+
+#[test]
+fn json_access_log_lines_carry_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[("HANDSTAMP_LOG_FORMAT", "json")]);
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: req-4242\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let (status, _) = read_response(&mut stream);
+    assert_eq!(status, 200);
+    let line = loop {
+        let line = server.lines.recv().unwrap();
+        if line.contains("req-4242") {
+            break line;
+        }
+    };
+    let entry: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+    assert_eq!(entry["fields"]["status"], 200, "{entry}");
+    assert_eq!(entry["fields"]["path"], "/healthz");
+    assert_eq!(entry["span"]["id"], "req-4242");
+    assert_eq!(entry["target"], "handstamp::access");
+}
+
+#[test]
+fn shutdown_gives_up_on_stuck_requests_after_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A backend that accepts and never answers, and says when the proxied request arrives.
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    let (arrived, arrival) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in backend.incoming() {
+            let mut stream = stream.unwrap();
+            let mut head = [0u8; 64];
+            let n = stream.read(&mut head).unwrap_or(0);
+            if head[..n].starts_with(b"GET /app/stuck") {
+                let _ = arrived.send(());
+            }
+            held.push(stream);
+        }
+    });
+    std::fs::write(
+        d.join("handstamp.toml"),
+        format!(
+            "[server]\nshutdown_grace = \"1s\"\nrequest_timeout = \"1h\"\n\n[[upstream]]\nprefix = \"/app/\"\nbackends = [\"http://{backend_addr}\"]\nauth = \"none\"\nhealth_interval = \"1h\"\n"
+        ),
+    )
+    .unwrap();
+    let mut server = serve(d, &[]);
+    let mut client = TcpStream::connect(&server.addr).unwrap();
+    write!(client, "GET /app/stuck HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    arrival.recv().unwrap();
+    server.signal("-TERM");
+    server.wait_for_line("grace period over");
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest);
+    assert!(!String::from_utf8_lossy(&rest).contains("200 OK"));
 }
