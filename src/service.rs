@@ -125,7 +125,7 @@ impl AuthService {
         };
         let refresh_token = self.codec.encode(&refresh);
         self.store
-            .outstand(&outstanding(&refresh, &refresh_token, Some(user.id)))
+            .outstand(&outstanding(&refresh, Some(user.id)))
             .await?;
         if self.settings.update_last_login {
             self.store.record_login(user.id, now).await?;
@@ -160,18 +160,17 @@ impl AuthService {
             ..claims.clone()
         });
         let rotated_token = rotated.as_ref().map(|c| self.codec.encode(c));
-        let old = outstanding(&claims, refresh_token, user_id);
-        let new = rotated.as_ref().zip(rotated_token.as_deref());
-        let new = new.map(|(c, t)| outstanding(c, t, user_id));
+        let old = outstanding(&claims, user_id);
+        let new = rotated.as_ref().map(|c| outstanding(c, user_id));
         let blacklist_old = rotate && self.settings.blacklist_after_rotation;
         let outcome = self
             .store
             .refresh(
                 Refresh {
-                    old: &old,
+                    old,
                     blacklist_old,
                     user_id,
-                    new: new.as_ref(),
+                    new,
                 },
                 now,
             )
@@ -212,7 +211,7 @@ impl AuthService {
             .codec
             .validate(refresh_token, Some(TokenType::Refresh), now)?;
         let user_id = claims.user_id.as_deref().and_then(|id| id.parse().ok());
-        let token = outstanding(&claims, refresh_token, user_id);
+        let token = outstanding(&claims, user_id);
         if self.store.blacklist(&token, now).await? {
             metrics::counter!("handstamp_tokens_blacklisted_total").increment(1);
             Ok(())
@@ -270,11 +269,10 @@ impl AuthService {
     }
 }
 
-fn outstanding(claims: &Claims, token: &str, user_id: Option<i64>) -> Outstanding {
+fn outstanding(claims: &Claims, user_id: Option<i64>) -> Outstanding {
     Outstanding {
         jti: claims.jti.clone().unwrap_or_default(),
         user_id,
-        token: token.to_owned(),
         created_at: claims.iat,
         expires_at: claims.exp.unwrap_or_default(),
     }

@@ -412,7 +412,6 @@ async fn flush_expired_tokens_deletes_only_expired_ones() {
     let token = |jti: &str, expires_at| Outstanding {
         jti: jti.into(),
         user_id: None,
-        token: "t".into(),
         created_at: Some(now - 100),
         expires_at,
     };

@@ -1,4 +1,4 @@
--- Users, and refresh tokens modeled on simplejwt's token_blacklist app. Times are Unix seconds.
+-- Users, and refresh tokens as simplejwt's token_blacklist app tracks them. Times are Unix seconds.
 CREATE TABLE users (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     username     TEXT    NOT NULL UNIQUE,
@@ -10,22 +10,23 @@ CREATE TABLE users (
     last_login   INTEGER
 );
 
+-- Refresh tokens issued by login or rotation.
 CREATE TABLE outstanding_tokens (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    jti        TEXT    NOT NULL UNIQUE,
+    jti        TEXT    PRIMARY KEY,
     user_id    INTEGER REFERENCES users (id) ON DELETE SET NULL,
-    token      TEXT    NOT NULL,
     created_at INTEGER,
     expires_at INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX outstanding_tokens_expires_at ON outstanding_tokens (expires_at);
 CREATE INDEX outstanding_tokens_user_id ON outstanding_tokens (user_id);
 
+-- Refresh tokens that can never be used again, until they expire anyway.
 CREATE TABLE blacklisted_tokens (
-    id             INTEGER PRIMARY KEY AUTOINCREMENT,
-    token_id       INTEGER NOT NULL UNIQUE REFERENCES outstanding_tokens (id) ON DELETE CASCADE,
+    jti            TEXT    PRIMARY KEY,
+    expires_at     INTEGER NOT NULL,
     blacklisted_at INTEGER NOT NULL
-);
+) WITHOUT ROWID;
+CREATE INDEX blacklisted_tokens_expires_at ON blacklisted_tokens (expires_at);
 
 -- Secrets generated once and shared by every instance on this database.
 CREATE TABLE secrets (

@@ -33,23 +33,22 @@ pub struct NewUser {
 #[derive(Debug, Clone)]
 pub struct Outstanding {
     pub jti: String,
-    /// The user it was issued to, if that user still exists.
+    /// The user it was issued to.
     pub user_id: Option<i64>,
-    pub token: String,
     pub created_at: Option<i64>,
     pub expires_at: i64,
 }
 
 /// What a refresh asks of the store, all in one transaction.
 #[derive(Debug, Clone)]
-pub struct Refresh<'a> {
-    pub old: &'a Outstanding,
+pub struct Refresh {
+    pub old: Outstanding,
     /// Blacklist `old` (rotation with blacklisting); otherwise it is only checked.
     pub blacklist_old: bool,
     /// The user named by the token, who must still exist and be active.
     pub user_id: Option<i64>,
     /// The rotated refresh token to record.
-    pub new: Option<&'a Outstanding>,
+    pub new: Option<Outstanding>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +58,7 @@ pub enum RefreshOutcome {
     NoActiveUser,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("a user named {0:?} already exists")]
     DuplicateUser(String),
@@ -68,9 +67,17 @@ pub enum StoreError {
     #[error("unsupported database URL {0:?}: expected sqlite://PATH")]
     UnsupportedUrl(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(String),
     #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(String),
+    #[error("the database writer has stopped")]
+    WriterGone,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -92,11 +99,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records a newly issued refresh token.
     async fn outstand(&self, token: &Outstanding) -> Result<()>;
     async fn is_blacklisted(&self, jti: &str) -> Result<bool>;
-    /// Blacklists `token` (recording it first if it never was); false if it already was.
+    /// Blacklists `token`; false if it already was.
     async fn blacklist(&self, token: &Outstanding, now: i64) -> Result<bool>;
     /// Checks and rotates a refresh token atomically: when this returns `Done`, the change is
     /// durable and no concurrent refresh of the same token can also succeed.
-    async fn refresh(&self, refresh: Refresh<'_>, now: i64) -> Result<RefreshOutcome>;
+    async fn refresh(&self, refresh: Refresh, now: i64) -> Result<RefreshOutcome>;
     /// Deletes tokens that expired before `now`, with their blacklist rows; returns how many.
     async fn flush_expired(&self, now: i64) -> Result<u64>;
 
@@ -107,8 +114,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
 /// Opens (creating and migrating when needed) the database at `url`.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(url).await?))
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = path.strip_prefix("//").unwrap_or(path);
+        Ok(Arc::new(SqliteStore::open(path).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }
