@@ -113,16 +113,22 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to standard error, buffered like nginx's `access_log ... buffer=`: lines collect in
+/// memory and are written when 64 KiB have gathered, every 100 ms, and at exit (`LogBuffer`'s
+/// guard). One write(2) per batch instead of one per request.
+fn init_logging(format: LogFormat) -> server::LogFlusher {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal();
+    let buffer = server::LogBuffer::stderr();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(buffer.clone());
     match format {
         LogFormat::Json => logs.json().init(),
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Text => logs.with_ansi(ansi).init(),
     }
+    buffer.flush_periodically(std::time::Duration::from_millis(100))
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
@@ -147,7 +153,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 println!("configuration OK");
                 return Ok(());
             }
-            init_logging(settings.server.log_format);
+            let _logs = init_logging(settings.server.log_format);
             let shutdown = server::shutdown_signal();
             let listeners = server::bind(&settings.server.bind).await?;
             let store = store::open(&cli.database).await?;

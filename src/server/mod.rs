@@ -1,9 +1,11 @@
 //! Serving: listeners (plain or TLS), connection limits and timeouts, the layers every response
 //! passes through, and graceful shutdown.
 
+mod log_buffer;
 mod observe;
 mod tls;
 
+pub use log_buffer::{LogBuffer, LogFlusher};
 pub use observe::{Metrics, metrics};
 pub use tls::{CertStore, TlsError};
 
