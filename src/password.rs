@@ -4,14 +4,13 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use std::sync::{Arc, OnceLock};
-use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
     #[error("password hashing failed: {0}")]
     Hash(String),
-    #[error("password worker stopped: {0}")]
-    Worker(#[from] tokio::task::JoinError),
+    #[error("the password threads have stopped")]
+    Stopped,
 }
 
 /// OWASP's Argon2id setting: 19 MiB of memory, 2 passes, 1 lane.
@@ -43,10 +42,14 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash(&crate::token::new_jti()).expect("hashing a random password"))
 }
 
-/// Runs hashing on tokio's blocking pool, at most `permits` at a time.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs hashing on its own threads, one per core, at a lower scheduling priority (nice 10) than
+/// the request handlers: under a flood of logins, token checks keep most of the CPU and logins
+/// take what is left; with nothing else to do, logins get it all.
 #[derive(Clone, Debug)]
 pub struct Hasher {
-    permits: Arc<Semaphore>,
+    jobs: std::sync::mpsc::Sender<Job>,
 }
 
 impl Default for Hasher {
@@ -57,21 +60,37 @@ impl Default for Hasher {
 
 impl Hasher {
     pub fn new(threads: usize) -> Self {
-        Hasher {
-            permits: Arc::new(Semaphore::new(threads.max(1))),
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..threads.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("password-{n}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .expect("starting a password thread");
         }
+        Hasher { jobs }
     }
 
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("semaphore never closed");
-        Ok(tokio::task::spawn_blocking(job).await?)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = reply.send(job());
+        });
+        self.jobs.send(job).map_err(|_| PasswordError::Stopped)?;
+        answer.await.map_err(|_| PasswordError::Stopped)
     }
 
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
@@ -101,6 +120,15 @@ impl Hasher {
     }
 }
 
+/// Lowers the calling thread's priority (on Linux, `setpriority` with 0 names the thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its integer arguments.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +146,18 @@ mod tests {
         assert_ne!(hash("x").unwrap(), hash("x").unwrap());
         assert!(!verify("x", "not a hash"));
         assert!(!verify("x", ""));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_runs_below_the_request_handlers_priority() {
+        let hasher = Hasher::new(1);
+        // SAFETY: getpriority only reads its integer arguments.
+        let nice = hasher
+            .run(|| unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) })
+            .await
+            .unwrap();
+        assert_eq!(nice, 10);
     }
 
     #[tokio::test]
