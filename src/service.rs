@@ -76,7 +76,6 @@ impl AuthService {
             },
         );
         let hasher = Hasher::default();
-        hasher.warm_up();
         Ok(AuthService {
             settings,
             codec,
