@@ -122,3 +122,51 @@ async fn a_slow_client_is_cut_off_by_the_header_timeout() {
     );
     assert!(!answer.contains("200 OK"), "{answer}");
 }
+
+/// Sends a keep-alive GET /healthz and reads its response head and body.
+fn healthz(stream: &mut std::net::TcpStream) -> String {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !String::from_utf8_lossy(&answer).ends_with(r#"{"status":"ok"}"#) {
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed");
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_wait_for_a_free_slot() {
+    let s = TestServer::start_with(|c| c.server.max_connections = 1).await;
+    let addr = s.addr;
+    tokio::task::spawn_blocking(move || {
+        let mut first = std::net::TcpStream::connect(addr).unwrap();
+        assert!(healthz(&mut first).starts_with("HTTP/1.1 200"));
+        // The second connection is made (the kernel queues it) and sends its request...
+        let mut second = std::net::TcpStream::connect(addr).unwrap();
+        second
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        // ...but while the first holds the only slot, only the first is served.
+        assert!(healthz(&mut first).starts_with("HTTP/1.1 200"));
+        second.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let waiting = second.read(&mut byte);
+        assert_eq!(
+            waiting.map_err(|e| e.kind()).unwrap_err(),
+            std::io::ErrorKind::WouldBlock,
+            "the second connection was served while the first held the only slot"
+        );
+        // Closing the first frees the slot: the second is served.
+        drop(first);
+        second.set_nonblocking(false).unwrap();
+        let mut answer = String::new();
+        second.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    })
+    .await
+    .unwrap();
+}
