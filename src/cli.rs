@@ -133,6 +133,7 @@ fn init_logging(format: LogFormat) -> server::LogFlusher {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
     let buffer = server::LogBuffer::stderr();
+    server::write_access_log_to(buffer.clone(), format);
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(buffer.clone());

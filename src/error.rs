@@ -99,7 +99,7 @@ fn json(status: StatusCode, body: impl Serialize) -> Response {
 
 /// A failure of ours, not the client's: logged in full, answered without details.
 fn server_error(error: &dyn std::error::Error) -> Response {
-    tracing::error!(%error, "request failed");
+    tracing::error!(request_id = %crate::request_id::current(), %error, "request failed");
     json(
         StatusCode::INTERNAL_SERVER_ERROR,
         Detail {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod password;
+pub mod request_id;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -528,7 +528,7 @@ fn json_access_log_lines_carry_the_request_id() {
     let entry: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
     assert_eq!(entry["fields"]["status"], 200, "{entry}");
     assert_eq!(entry["fields"]["path"], "/healthz");
-    assert_eq!(entry["span"]["id"], "req-4242");
+    assert_eq!(entry["fields"]["request_id"], "req-4242");
     assert_eq!(entry["target"], "handstamp::access");
 }
 
@@ -570,4 +570,46 @@ fn shutdown_gives_up_on_stuck_requests_after_the_grace_period() {
     let mut rest = Vec::new();
     let _ = client.read_to_end(&mut rest);
     assert!(!String::from_utf8_lossy(&rest).contains("200 OK"));
+}
+
+#[test]
+fn log_lines_written_during_a_request_carry_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A backend that passes its health check but hangs up on every other request.
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in backend.incoming() {
+            let mut stream = stream.unwrap();
+            let mut head = [0u8; 256];
+            let n = stream.read(&mut head).unwrap_or(0);
+            if head[..n].starts_with(b"GET /health") {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            }
+        }
+    });
+    std::fs::write(
+        d.join("handstamp.toml"),
+        format!(
+            "[[upstream]]\nprefix = \"/app/\"\nbackends = [\"http://{backend_addr}\"]\nauth = \"none\"\nhealth_path = \"/health\"\nhealth_interval = \"1h\"\n"
+        ),
+    )
+    .unwrap();
+    let server = serve(d, &[]);
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    write!(
+        stream,
+        "GET /app/x HTTP/1.1\r\nHost: x\r\nX-Request-Id: trace-77\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let (status, _) = read_response(&mut stream);
+    assert_eq!(status, 502);
+    let line = loop {
+        let line = server.lines.recv().unwrap();
+        if line.contains("backend request failed") {
+            break line;
+        }
+    };
+    assert!(line.contains("request_id=trace-77"), "{line}");
 }

@@ -43,7 +43,7 @@ pub async fn readyz(
             }),
         ),
         Err(error) => {
-            tracing::warn!(%error, "readiness check failed");
+            tracing::warn!(request_id = %crate::request_id::current(), %error, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(Status {

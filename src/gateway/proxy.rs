@@ -4,6 +4,7 @@
 use super::balance::{Backend, InFlight, Pool};
 use crate::config::{AuthMode, UpstreamSettings};
 use crate::error::ApiError;
+use crate::request_id;
 use crate::server::Tls;
 use crate::service::AuthService;
 use axum::body::Body;
@@ -135,14 +136,14 @@ impl Upstream {
                 Ok(response) => return respond(response, in_flight, client_upgrade),
                 Err(error) if error.is_connect() => {
                     if backend.set_alive(false) {
-                        tracing::warn!(backend = backend.base, %error, "backend unreachable: marked down");
+                        tracing::warn!(request_id = %request_id::current(), backend = backend.base, %error, "backend unreachable: marked down");
                     }
                     if !replayable {
                         return bad_gateway("Bad gateway.");
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(backend = backend.base, %error, "backend request failed");
+                    tracing::warn!(request_id = %request_id::current(), backend = backend.base, %error, "backend request failed");
                     return bad_gateway("Bad gateway.");
                 }
             }

@@ -21,6 +21,16 @@ impl LogBuffer {
         }
     }
 
+    /// Appends what `write` produces, as one piece.
+    pub fn append(&self, write: impl FnOnce(&mut Vec<u8>)) {
+        let mut buffer = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        write(&mut buffer);
+        if buffer.len() >= CAPACITY {
+            let _ = io::stderr().write_all(&buffer);
+            buffer.clear();
+        }
+    }
+
     fn flush_now(&self) {
         let mut buffer = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if !buffer.is_empty() {
@@ -78,12 +88,8 @@ impl Write for Line<'_> {
 
 impl Drop for Line<'_> {
     fn drop(&mut self) {
-        let mut buffer = self.buffer.inner.lock().unwrap_or_else(|e| e.into_inner());
-        buffer.extend_from_slice(&self.line);
-        if buffer.len() >= CAPACITY {
-            let _ = io::stderr().write_all(&buffer);
-            buffer.clear();
-        }
+        self.buffer
+            .append(|buffer| buffer.extend_from_slice(&self.line));
     }
 }
 

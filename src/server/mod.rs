@@ -6,7 +6,7 @@ mod observe;
 mod tls;
 
 pub use log_buffer::{LogBuffer, LogFlusher};
-pub use observe::{Metrics, metrics};
+pub use observe::{Metrics, metrics, write_access_log_to};
 pub use tls::{CertStore, TlsError};
 
 use crate::api;
@@ -104,7 +104,7 @@ fn json_error(status: StatusCode, body: &'static str) -> Response {
 
 /// A panic costs its request a 500, never the process.
 fn panic_response(_: Box<dyn std::any::Any + Send>) -> Response {
-    tracing::error!("handler panicked");
+    tracing::error!(request_id = %crate::request_id::current(), "handler panicked");
     json_error(
         StatusCode::INTERNAL_SERVER_ERROR,
         r#"{"detail":"A server error occurred."}"#,

@@ -2,21 +2,26 @@
 //! Both are plain tower services rather than `from_fn` middleware: they sit on every request, and
 //! boxing a future per layer per request shows in the profile.
 
+use super::LogBuffer;
 use super::REQUEST_ID;
+use crate::config::LogFormat;
+use crate::request_id;
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::collections::HashMap;
 use std::future::Future;
+use std::io::Write;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
-use tracing::Instrument;
-use tracing::instrument::Instrumented;
 
 /// The process's Prometheus registry.
 pub type Metrics = PrometheusHandle;
@@ -140,13 +145,18 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok());
-        let span = tracing::info_span!("request", id = id.unwrap_or("-"));
+        let id: Arc<str> = req
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .into();
         Logged {
             start: Instant::now(),
             method: req.method().clone(),
             uri: req.uri().clone(),
-            inner: self.inner.call(req).instrument(span),
+            id: id.clone(),
+            inner: request_id::scope(id, self.inner.call(req)),
         }
     }
 }
@@ -156,8 +166,9 @@ pin_project_lite::pin_project! {
         start: Instant,
         method: Method,
         uri: axum::http::Uri,
+        id: Arc<str>,
         #[pin]
-        inner: Instrumented<F>,
+        inner: TaskLocalFuture<Arc<str>, F>,
     }
 }
 
@@ -168,34 +179,126 @@ where
     type Output = Result<Response, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let result = std::task::ready!(this.inner.as_mut().poll(cx));
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
         if let Ok(response) = &result {
             let elapsed = this.start.elapsed();
             let status = response.status().as_u16();
-            let route = response
-                .extensions()
-                .get::<RouteLabel>()
-                .map_or("unmatched", |r| r.0.as_str());
-            this.inner.span().in_scope(|| {
-                tracing::info!(
-                    target: "handstamp::access",
-                    method = %this.method,
-                    path = this.uri.path(),
-                    status,
-                    micros = elapsed.as_micros() as u64,
-                )
-            });
-            record(route, status, elapsed);
+            let line = AccessLine {
+                request_id: this.id,
+                method: this.method.as_str(),
+                path: this.uri.path(),
+                status,
+                micros: elapsed.as_micros() as u64,
+            };
+            line.write();
+            let route = response.extensions().get::<RouteLabel>();
+            record(route.map_or("unmatched", |r| r.0.as_str()), status, elapsed);
         }
         Poll::Ready(result)
     }
 }
 
+/// Where access lines go: the server's log buffer, written directly (formatting through
+/// `tracing` cost more than the rest of a token check), or, when none was installed (a library
+/// user's app), ordinary `tracing` events.
+static ACCESS_LOG: OnceLock<(LogBuffer, LogFormat)> = OnceLock::new();
+
+/// Sends access lines straight to `buffer`, in `format`.
+pub fn write_access_log_to(buffer: LogBuffer, format: LogFormat) {
+    let _ = ACCESS_LOG.set((buffer, format));
+}
+
+#[derive(serde::Serialize)]
+struct AccessLine<'a> {
+    request_id: &'a str,
+    method: &'a str,
+    path: &'a str,
+    status: u16,
+    micros: u64,
+}
+
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    timestamp: String,
+    level: &'static str,
+    fields: &'a AccessLine<'a>,
+    target: &'static str,
+}
+
+impl AccessLine<'_> {
+    fn write(&self) {
+        if !tracing::enabled!(target: "handstamp::access", tracing::Level::INFO) {
+            return;
+        }
+        let Some((buffer, format)) = ACCESS_LOG.get() else {
+            let l = self;
+            tracing::info!(
+                target: "handstamp::access",
+                request_id = l.request_id,
+                method = l.method,
+                path = l.path,
+                status = l.status,
+                micros = l.micros,
+            );
+            return;
+        };
+        let timestamp = humantime::format_rfc3339_micros(SystemTime::now());
+        buffer.append(|out| match format {
+            LogFormat::Text => {
+                let _ = writeln!(
+                    out,
+                    "{timestamp}  INFO handstamp::access: request_id={} method={} path={:?} status={} micros={}",
+                    self.request_id, self.method, self.path, self.status, self.micros
+                );
+            }
+            LogFormat::Json => {
+                let line = JsonLine {
+                    timestamp: timestamp.to_string(),
+                    level: "INFO",
+                    fields: self,
+                    target: "handstamp::access",
+                };
+                if serde_json::to_writer(&mut *out, &line).is_ok() {
+                    out.push(b'\n');
+                }
+            }
+        });
+    }
+}
+
+/// Metric handles by route, then by status: looked up without allocating once they exist.
+type RouteMetrics = (Histogram, Vec<(u16, Counter)>);
+static BY_ROUTE: LazyLock<RwLock<HashMap<String, RouteMetrics>>> = LazyLock::new(Default::default);
+
 fn record(route: &str, status: u16, elapsed: Duration) {
-    let route = route.to_owned();
-    metrics::counter!("handstamp_http_requests_total", "route" => route.clone(), "status" => status.to_string())
-        .increment(1);
-    metrics::histogram!("handstamp_http_request_duration_seconds", "route" => route)
-        .record(elapsed.as_secs_f64());
+    {
+        let known = BY_ROUTE.read().unwrap_or_else(|e| e.into_inner());
+        if let Some((latency, counts)) = known.get(route)
+            && let Some((_, count)) = counts.iter().find(|(s, _)| *s == status)
+        {
+            count.increment(1);
+            latency.record(elapsed.as_secs_f64());
+            return;
+        }
+    }
+    metrics();
+    let mut known = BY_ROUTE.write().unwrap_or_else(|e| e.into_inner());
+    let (latency, counts) = known.entry(route.to_owned()).or_insert_with(|| {
+        let latency = metrics::histogram!("handstamp_http_request_duration_seconds", "route" => route.to_owned());
+        (latency, Vec::new())
+    });
+    if !counts.iter().any(|(s, _)| *s == status) {
+        let labels = [("route", route.to_owned()), ("status", status.to_string())];
+        counts.push((
+            status,
+            metrics::counter!("handstamp_http_requests_total", &labels),
+        ));
+    }
+    let (_, count) = counts
+        .iter()
+        .find(|(s, _)| *s == status)
+        .expect("just added");
+    count.increment(1);
+    latency.record(elapsed.as_secs_f64());
 }
