@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Load benchmark for handstamp: one release server pinned to CPU 0, wrk pinned to CPU 1,
-# four scenarios (verify, me, refresh, login). See bench/README.md.
+# Load benchmark: handstamp side by side with two peers in one run, with ratios. See bench/README.md.
 #
 #   bash bench/run.sh [--quick]
 #
-# Prints a Markdown table (also written to bench/results.md). Exits 1 when any scenario saw a
-# non-200 answer or a socket error, after printing the table.
+# Servers: handstamp (hs), the naive axum + jsonwebtoken reference (naive, bench/naive) and Django +
+# DRF + simplejwt under gunicorn (django, bench/peer_django). Every server runs pinned to CPU 0, every
+# wrk to CPU 1. Each scenario is measured ROUNDS times per server, interleaved (hs, naive, django, hs,
+# naive, django, ...). Prints the comparison, the targets and the CPU use as Markdown (also written to
+# bench/results.md; bench/report.py formats them). Exits 1 when any request got a non-200 answer or wrk
+# saw a socket error (timeouts included), after printing them.
 set -euo pipefail
 
 usage() { echo "usage: bash bench/run.sh [--quick]" >&2; }
@@ -18,11 +21,66 @@ case "${1:-}" in
   -h | --help) usage; exit 0 ;;
   *) usage; exit 2 ;;
 esac
+ROUNDS=2           # measurements per scenario and server (mean reported)
+STARTUP_RUNS=5     # startup measurements per server (median reported)
 CONNECTIONS=32
+FLOOD_CONNECTIONS=64
+RSS_CONNECTIONS=256
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
+VENV=${BENCH_VENV:-$HOME/.cache/handstamp-bench/venv}
 log() { echo "bench: $*" >&2; }
+
+# --- the servers and what each scenario asks of them ---------------------------------------------
+SERVERS=(hs naive django)
+
+# scenario:server -> "MODE PATH" for bench/scenario.lua. A missing entry: the server has no such
+# request (the naive server has no refresh or login; its login column is the bare hash rate).
+declare -A ROUTE=(
+  [verify:hs]="verify /api/token/verify/"
+  [verify:naive]="verify /verify"
+  [verify:django]="verify /api/token/verify/"
+  [stateless:hs]="bearer /api/auth/check"
+  [stateless:naive]="bearer /check"
+  [stateless:django]="bearer /api/auth/check"
+  [me:hs]="bearer /api/users/me/"
+  [me:naive]="bearer /check"
+  [me:django]="bearer /api/users/me/"
+  [refresh:hs]="refresh /api/token/refresh/"
+  [refresh:django]="refresh /api/token/refresh/"
+  [login:hs]="login /api/token/"
+  [login:django]="login /api/token/"
+)
+# Refresh tokens minted per second of run time, per round: a few times what the server spends.
+declare -A REFRESH_PER_SECOND=([hs]=25000 [django]=1000)
+# wrk's --timeout: Django's logins queue for seconds behind PBKDF2 (see peer_django/README.md). The
+# login flood's 64 connections queue too: with verify served first, handstamp checks ~13 logins/s
+# there, so a login waits ~5 s on average and the slowest over 10 s.
+declare -A WRK_TIMEOUT=([hs]=10s [naive]=10s [django]=30s)
+FLOOD_TIMEOUT=30s
+# One signing key per server (64 characters each).
+declare -A KEY=(
+  [hs]="bench-handstamp-key-0123456789abcdef0123456789abcdef0123456789ab"
+  [naive]="bench-naive-key-0123456789abcdef0123456789abcdef0123456789abcdef"
+  [django]="bench-django-key-0123456789abcdef0123456789abcdef0123456789abcde"
+)
+USERNAME=bench
+PASSWORD=pw
+declare -A USER_ID=([naive]=1) # hs and django: filled in when the user is created
+declare -A PID=() PORT=()
+
+# server_cmd SERVER PORT: sets CMD to the command line serving SERVER on 127.0.0.1:PORT, with an
+# existing database. Each exec's the next, so the PID of `taskset ... "${CMD[@]}" &` is the server's.
+server_cmd() {
+  case $1 in
+    hs) CMD=(env HANDSTAMP_DATABASE_URL="sqlite://$WORK/hs.sqlite3" HANDSTAMP_SIGNING_KEY="${KEY[hs]}"
+      "$HS_BIN" serve --bind "127.0.0.1:$2") ;;
+    naive) CMD=(env NAIVE_SIGNING_KEY="${KEY[naive]}" "$NAIVE_BIN" "127.0.0.1:$2") ;;
+    django) CMD=(env "${DJANGO_ENV[@]}" bash "$BENCH_DIR/peer_django/start.sh" "$2") ;;
+    *) log "unknown server $1"; exit 1 ;;
+  esac
+}
 
 # --- tools -------------------------------------------------------------------------------------
 if ! command -v wrk >/dev/null 2>&1; then
@@ -31,129 +89,405 @@ if ! command -v wrk >/dev/null 2>&1; then
   log "installing wrk"
   $SUDO apt-get install -y wrk || { $SUDO apt-get update && $SUDO apt-get install -y wrk; }
 fi
-for tool in taskset curl python3 cargo; do
+for tool in taskset curl python3 cargo ps; do
   command -v "$tool" >/dev/null 2>&1 || { log "missing $tool"; exit 1; }
 done
 if [ "$(nproc)" -lt 2 ]; then
-  log "needs at least 2 CPUs (server on CPU 0, wrk on CPU 1); nproc says $(nproc)"
+  log "needs at least 2 CPUs (servers on CPU 0, wrk on CPU 1); nproc says $(nproc)"
   exit 1
 fi
 
 # --- build -------------------------------------------------------------------------------------
-log "cargo build --release"
+log "cargo build --release (handstamp)"
 (cd "$ROOT" && cargo build --release --quiet)
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/handstamp"
-BIN=$(cd "$(dirname "$BIN")" && pwd)/handstamp
+HS_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/handstamp"
+HS_BIN=$(cd "$(dirname "$HS_BIN")" && pwd)/handstamp
+log "cargo build --release (bench/naive)"
+# Its own target directory: a CARGO_TARGET_DIR shared with handstamp would mix the two.
+(cd "$BENCH_DIR/naive" && CARGO_TARGET_DIR="$BENCH_DIR/naive/target" cargo build --release --quiet)
+NAIVE_BIN=$BENCH_DIR/naive/target/release/naive
+HASHRATE_BIN=$BENCH_DIR/naive/target/release/hashrate
+log "Django virtualenv $VENV"
+bash "$BENCH_DIR/peer_django/setup.sh" "$VENV"
 
-# --- scratch dir, database, user ---------------------------------------------------------------
+# --- scratch dir, databases, users ---------------------------------------------------------------
 WORK=$(mktemp -d -t handstamp-bench.XXXXXX)
-SERVER_PID=""
+RECORDS=$WORK/records.txt
+: >"$RECORDS"
 cleanup() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  local s
+  for s in "${!PID[@]}"; do stop_server "$s"; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-# Run handstamp from the scratch dir so a handstamp.toml in the caller's directory is not picked up.
+# Settings from the caller's environment must not leak into the servers: run handstamp from the scratch
+# dir (no handstamp.toml), and drop HANDSTAMP_*, PEER_* and RUST_LOG (handstamp logs at its default,
+# info: one access-log line per request, to a file, as deployed).
 cd "$WORK"
-unset HANDSTAMP_CONFIG HANDSTAMP_BIND
-export HANDSTAMP_DATABASE_URL="sqlite://$WORK/bench.sqlite3"
-export HANDSTAMP_SIGNING_KEY="bench-signing-key-0123456789abcdef0123456789abcdef0123456789abcd"
-USERNAME=bench
-PASSWORD=pw
+while read -r var; do unset "$var"; done < <(compgen -e | grep -E '^(HANDSTAMP_|PEER_|NAIVE_)' || true)
+unset RUST_LOG
+# WAL like handstamp; set on the fresh database when the user is created, and it sticks.
+DJANGO_ENV=(PEER_VENV="$VENV" PEER_DB="$WORK/django.sqlite3" PEER_SIGNING_KEY="${KEY[django]}"
+  PEER_SQLITE_JOURNAL=WAL)
 
-created=$(echo "$PASSWORD" | "$BIN" user create "$USERNAME" --password-stdin)
-USER_ID=$(sed -n 's/.*(id \([0-9][0-9]*\)).*/\1/p' <<<"$created")
-[ -n "$USER_ID" ] || { log "cannot read the user id from: $created"; exit 1; }
+created=$(echo "$PASSWORD" | HANDSTAMP_DATABASE_URL="sqlite://$WORK/hs.sqlite3" \
+  "$HS_BIN" user create "$USERNAME" --password-stdin)
+USER_ID[hs]=$(sed -n 's/.*(id \([0-9][0-9]*\)).*/\1/p' <<<"$created")
+[ -n "${USER_ID[hs]}" ] || { log "cannot read the user id from: $created"; exit 1; }
+USER_ID[django]=$(env "${DJANGO_ENV[@]}" bash "$BENCH_DIR/peer_django/create_user.sh" "$USERNAME" "$PASSWORD")
+[[ ${USER_ID[django]} =~ ^[0-9]+$ ]] || { log "cannot read the Django user id: ${USER_ID[django]}"; exit 1; }
 
-# --- server ------------------------------------------------------------------------------------
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-URL="http://127.0.0.1:$PORT"
-taskset -c 0 "$BIN" serve --bind "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
+# --- server processes --------------------------------------------------------------------------
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
 
-server_failed() {
-  log "$1; last lines of the server log:"
-  tail -n 20 "$WORK/server.log" >&2
+server_failed() { # SERVER MESSAGE
+  log "$1: $2; last lines of its log:"
+  tail -n 20 "$WORK/$1.log" >&2
   exit 1
 }
-for _ in $(seq 1 100); do
-  if [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz" || true)" = 200 ]; then
-    break
-  fi
-  kill -0 "$SERVER_PID" 2>/dev/null || server_failed "the server exited during start-up"
-  sleep 0.1
-done
-[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz" || true)" = 200 ] ||
-  server_failed "the server did not answer /healthz within 10 s"
 
-# --- inputs ------------------------------------------------------------------------------------
-ACCESS=$(curl -sf -H 'Content-Type: application/json' \
-  -d "{\"username\":\"$USERNAME\",\"password\":\"$PASSWORD\"}" "$URL/api/token/" |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["access"])')
+start_server() { # SERVER: a new process, pinned to CPU 0, answering /healthz when this returns
+  local s=$1 port
+  port=$(free_port)
+  server_cmd "$s" "$port"
+  taskset -c 0 "${CMD[@]}" >>"$WORK/$s.log" 2>&1 &
+  PID[$s]=$!
+  PORT[$s]=$port
+  for _ in $(seq 1 300); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz" || true)" = 200 ] && return 0
+    kill -0 "${PID[$s]}" 2>/dev/null || server_failed "$s" "exited during start-up"
+    sleep 0.1
+  done
+  server_failed "$s" "no answer from /healthz within 30 s"
+}
 
-REFRESH_COUNT=$((15000 * DURATION_S))
-log "minting $REFRESH_COUNT refresh tokens"
-python3 "$BENCH_DIR/mint_refresh.py" "$HANDSTAMP_SIGNING_KEY" "$USER_ID" "$REFRESH_COUNT" "$WORK/refresh_tokens.txt"
+stop_server() { # SERVER
+  local pid=${PID[$1]:-}
+  unset "PID[$1]"
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
 
-# --- scenarios ---------------------------------------------------------------------------------
-ROWS=()
-FAILED=0
-run_scenario() {
-  local name=$1
+url_of() { echo "http://127.0.0.1:${PORT[$1]}"; }
+
+# Peak resident memory (VmHWM) of a server, in MiB: the process plus its children (gunicorn's workers).
+peak_rss_mib() { # PID
+  local pid kib total=0
+  for pid in "$1" $(ps -o pid= --ppid "$1"); do
+    kib=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$pid/status" 2>/dev/null || true)
+    total=$((total + ${kib:-0}))
+  done
+  python3 -c "print(f'{$total / 1024:.1f}')"
+}
+
+# --- CPU accounting ----------------------------------------------------------------------------
+# The machine may be shared: whatever else runs on CPU 0 or CPU 1 during a measurement lowers it. Each
+# measurement therefore counts the CPU time of what it measures and of everything else on both CPUs.
+
+cpu_ticks() { # PID: CPU time used so far by the process and its children, in clock ticks
+  local pid t total=0
+  for pid in "$1" $(ps -o pid= --ppid "$1"); do
+    t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }' || true)
+    total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
+
+cpu_stat() { # CPU: "busy total" clock ticks since boot on that CPU, busy = user + nice + system
+  awk -v cpu="cpu$1" '$1 == cpu { print $2 + $3 + $4, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
+}
+
+# timed OUT COMMAND...: run COMMAND, its output to OUT and the CPU time it used, in ticks, to OUT.ticks.
+timed() {
+  local out=$1
   shift
-  log "scenario $name (${DURATION_S}s, $CONNECTIONS connections)"
-  local out line
-  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION_S}s" --timeout 10s \
-    -s "$BENCH_DIR/scenario.lua" "$URL" -- "$name" "$@")
-  line=$(grep '^BENCH ' <<<"$out" || true)
-  [ -n "$line" ] || { log "no BENCH line from wrk:"; echo "$out" >&2; exit 1; }
-  kill -0 "$SERVER_PID" 2>/dev/null || server_failed "the server died during $name"
+  (
+    "$@" >"$out" 2>&1 || true
+    times >"$out.times" # not in a pipe: a pipe's subshell has no children
+  )
+  awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); s += t[1] * 60 + t[2] }
+    printf "%d\n", s * 100 }' "$out.times" >"$out.ticks"
+}
 
-  # key=value fields; first_bad is last and may contain spaces.
-  local first_bad=${line#* first_bad=}
+# watch_start [PID], then watch_stop [PID] CPU0_OWN CPU1_OWN: sets CPU_FIELDS to the CPU shares (%)
+# during the measurement: cpu0_server (PID plus CPU0_OWN ticks: what is measured), cpu0_other (everything
+# else on CPU 0), cpu1_wrk (CPU1_OWN ticks: the load generator), cpu1_other; and NOISY to 1 when other
+# processes took more than 10% of CPU 0, or of CPU 1 while wrk needed a good part of it (over 25%).
+watch_start() {
+  read -r W_BUSY0 W_TOTAL0 < <(cpu_stat 0)
+  read -r W_BUSY1 W_TOTAL1 < <(cpu_stat 1)
+  W_SERVER=0
+  [ -z "${1:-}" ] || W_SERVER=$(cpu_ticks "$1")
+}
+watch_stop() {
+  local pid=$1 own0=$2 own1=$3 busy0 total0 busy1 total1 server=0
+  read -r busy0 total0 < <(cpu_stat 0)
+  read -r busy1 total1 < <(cpu_stat 1)
+  [ -z "$pid" ] || server=$(($(cpu_ticks "$pid") - W_SERVER))
+  busy0=$((busy0 - W_BUSY0)) busy1=$((busy1 - W_BUSY1))
+  total0=$((total0 - W_TOTAL0)) total1=$((total1 - W_TOTAL1))
+  ((total0 > 0)) || total0=1
+  ((total1 > 0)) || total1=1
+  local measured=$((server + own0))
+  local other0=$((busy0 > measured ? 100 * (busy0 - measured) / total0 : 0))
+  local other1=$((busy1 > own1 ? 100 * (busy1 - own1) / total1 : 0))
+  CPU_FIELDS="cpu0_server=$((100 * measured / total0)) cpu0_other=$other0"
+  CPU_FIELDS+=" cpu1_wrk=$((100 * own1 / total1)) cpu1_other=$other1"
+  NOISY=0
+  if ((other0 > 10 || (other1 > 10 && 100 * own1 / total1 > 25))); then NOISY=1; fi
+}
+
+# Wait until a server is idle (at most one clock tick, 10 ms, of CPU in 200 ms). When wrk stops it
+# leaves requests behind: the server still works on them (Django keeps hashing the passwords of up to 32
+# logins whose client has gone, ~10 s of CPU), and that must not eat into the next measurement.
+settle() { # SERVER
+  local before after start=$SECONDS
+  after=$(cpu_ticks "${PID[$1]}")
+  while :; do
+    before=$after
+    sleep 0.2
+    after=$(cpu_ticks "${PID[$1]}")
+    [ $((after - before)) -gt 1 ] || break
+    [ $((SECONDS - start)) -lt 120 ] || { log "  $1 still busy after 120 s; going on"; break; }
+  done
+  [ $((SECONDS - start)) -lt 2 ] || log "  waited $((SECONDS - start)) s for $1 to finish what wrk left behind"
+}
+
+# --- measurements ------------------------------------------------------------------------------
+# Every measurement appends one line to $RECORDS, `scenario=S server=X round=N key=value ...`;
+# bench/report.py turns them into the tables. A measurement during which other processes took a share
+# of the CPUs (NOISY) is repeated, up to RETRIES times; the repeated ones are recorded with kept=0
+# (their errors still count).
+RETRIES=2
+record() { echo "$*" >>"$RECORDS"; }
+
+mint_access() { python3 "$BENCH_DIR/mint_refresh.py" --access "${KEY[$1]}" "${USER_ID[$1]}"; }
+
+# run_wrk OUT SERVER CONNECTIONS SECONDS TIMEOUT MODE PATH ARGS...: wrk on CPU 1 against SERVER (see
+# timed); TIMEOUT empty for the server's WRK_TIMEOUT.
+run_wrk() {
+  local out=$1 s=$2 conns=$3 seconds=$4 timeout=${5:-${WRK_TIMEOUT[$2]}}
+  shift 5
+  timed "$out" taskset -c 1 wrk -t1 -c"$conns" -d"${seconds}s" --timeout "$timeout" \
+    -s "$BENCH_DIR/scenario.lua" "$(url_of "$s")" -- "$@"
+}
+
+# record_wrk OUT SCENARIO SERVER ROUND [FIELDS]: one record from wrk's BENCH line, FIELDS added; says
+# what went wrong, if anything.
+record_wrk() {
+  local out=$1 scenario=$2 s=$3 round=$4 extra=${5:-} line
+  line=$(grep '^BENCH ' "$out" || true)
+  [ -n "$line" ] || { log "$scenario/$s: no BENCH line from wrk:"; cat "$out" >&2; exit 1; }
+  kill -0 "${PID[$s]}" 2>/dev/null || server_failed "$s" "died during $scenario"
+  local fields=${line% first_bad=*} first_bad=${line#* first_bad=}
+  fields=${fields#BENCH }
+  record "scenario=$scenario server=$s round=$round $fields $extra"
   local -A f=()
   local kv
-  for kv in ${line% first_bad=*}; do
-    [ "$kv" = BENCH ] || f[${kv%%=*}]=${kv#*=}
-  done
-  ROWS+=("| $name | ${f[rps]} | ${f[p50_ms]} | ${f[p99_ms]} | ${f[non200]} | ${f[socket_errors]} |")
+  for kv in $fields; do f[${kv%%=*}]=${kv#*=}; done
+  log "  $scenario $s round $round: ${f[rps]} req/s, p50 ${f[p50_ms]} ms, p99 ${f[p99_ms]} ms${extra:+; $extra}"
   if [ "${f[non200]}" != 0 ] || [ "${f[socket_errors]}" != 0 ]; then
-    FAILED=1
-    log "$name: ${f[non200]} non-200 answers (statuses ${f[statuses]}), ${f[socket_errors]} socket errors"
-    [ "${f[exhausted]}" = 0 ] || log "$name: ran out of refresh tokens and reused them"
-    [ "$first_bad" = "" ] || log "$name: first non-200 answer: $first_bad"
+    log "  $scenario $s round $round: ${f[non200]} non-200 answers (statuses ${f[statuses]})," \
+      "${f[socket_errors]} socket errors (${f[timeouts]} timeouts)"
+    [ "${f[exhausted]}" = 0 ] || log "  ran out of refresh tokens and reused them"
+    [ -z "$first_bad" ] || log "  first non-200 answer: $first_bad"
   fi
 }
 
-run_scenario verify "$ACCESS"
-run_scenario me "$ACCESS"
-run_scenario refresh "$WORK/refresh_tokens.txt"
-run_scenario login "$USERNAME" "$PASSWORD"
+# lua_args SCENARIO SERVER ROUND: sets ARGS to scenario.lua's arguments (a fresh access token each time:
+# they live 5 minutes, and a full run is longer; fresh refresh tokens each time).
+lua_args() {
+  local scenario=$1 s=$2 round=$3 mode path
+  read -r mode path <<<"${ROUTE[$scenario:$s]}"
+  case $mode in
+    verify | bearer) ARGS=("$mode" "$path" "$(mint_access "$s")") ;;
+    login) ARGS=("$mode" "$path" "$USERNAME" "$PASSWORD") ;;
+    refresh)
+      local file="$WORK/refresh-$s-$round.txt"
+      python3 "$BENCH_DIR/mint_refresh.py" "${KEY[$s]}" "${USER_ID[$s]}" \
+        $((REFRESH_PER_SECOND[$s] * DURATION_S)) "$file"
+      ARGS=("$mode" "$path" "$file")
+      ;;
+  esac
+}
+
+# Wait (up to 60 s) for a second in which other processes use under 10% of CPU 0 and of CPU 1.
+wait_quiet() {
+  local start=$SECONDS b0 t0 b1 t1 c0 u0 c1 u1
+  while [ $((SECONDS - start)) -lt 60 ]; do
+    read -r b0 t0 < <(cpu_stat 0)
+    read -r b1 t1 < <(cpu_stat 1)
+    sleep 1
+    read -r c0 u0 < <(cpu_stat 0)
+    read -r c1 u1 < <(cpu_stat 1)
+    if ((100 * (c0 - b0) < 10 * (u0 - t0) && 100 * (c1 - b1) < 10 * (u1 - t1))); then return 0; fi
+  done
+  log "  the CPUs stayed busy for 60 s; going on"
+}
+
+# keep_or_retry ATTEMPT: whether the measurement just taken is kept ("kept=1"); logs a retry otherwise.
+keep_or_retry() {
+  if [ "$NOISY" = 1 ] && [ "$1" -le "$RETRIES" ]; then
+    log "  other processes took CPU ($CPU_FIELDS): measuring again when the CPUs are quiet"
+    KEPT=kept=0
+    return 1
+  fi
+  KEPT=kept=1
+}
+
+measure() { # SCENARIO SERVER ROUND: one wrk run, CONNECTIONS connections, DURATION_S seconds
+  local scenario=$1 s=$2 round=$3 attempt
+  for attempt in $(seq 1 $((RETRIES + 1))); do
+    lua_args "$scenario" "$s" "$round"
+    watch_start "${PID[$s]}"
+    run_wrk "$WORK/wrk.out" "$s" "$CONNECTIONS" "$DURATION_S" "" "${ARGS[@]}"
+    watch_stop "${PID[$s]}" 0 "$(cat "$WORK/wrk.out.ticks")"
+    keep_or_retry "$attempt" || true
+    record_wrk "$WORK/wrk.out" "$scenario" "$s" "$round" "$CPU_FIELDS $KEPT"
+    settle "$s"
+    rm -f "$WORK/refresh-$s-$round.txt"
+    [ "$KEPT" = kept=0 ] || break
+    wait_quiet
+  done
+}
+
+# The naive column of the login row: Argon2id verifications per second on CPU 0, nothing else.
+measure_hashrate() { # ROUND
+  local attempt line rate
+  for attempt in $(seq 1 $((RETRIES + 1))); do
+    watch_start
+    timed "$WORK/hashrate.out" taskset -c 0 "$HASHRATE_BIN" "$DURATION_S"
+    watch_stop "" "$(cat "$WORK/hashrate.out.ticks")" 0
+    line=$(grep '^HASHRATE ' "$WORK/hashrate.out") || { cat "$WORK/hashrate.out" >&2; exit 1; }
+    rate=${line##*per_second=}
+    keep_or_retry "$attempt" || true
+    record "scenario=login server=naive round=$1 rps=$rate $CPU_FIELDS $KEPT"
+    log "  login naive (hashrate) round $1: $rate verifications/s; $CPU_FIELDS"
+    [ "$KEPT" = kept=0 ] || break
+    wait_quiet
+  done
+}
+
+# handstamp under a login flood: FLOOD_CONNECTIONS logging in, while CONNECTIONS measure verify.
+measure_flood() { # ROUND
+  local round=$1 attempt flood
+  for attempt in $(seq 1 $((RETRIES + 1))); do
+    lua_args login hs "$round"
+    run_wrk "$WORK/flood-login.out" hs "$FLOOD_CONNECTIONS" $((DURATION_S + 2)) "$FLOOD_TIMEOUT" "${ARGS[@]}" &
+    flood=$!
+    sleep 1 # let the logins pile up before verify starts
+    lua_args verify hs "$round"
+    watch_start "${PID[hs]}"
+    run_wrk "$WORK/flood-verify.out" hs "$CONNECTIONS" "$DURATION_S" "" "${ARGS[@]}"
+    # CPU 1's own share: the verify wrk; the login wrk's few requests count as "other".
+    watch_stop "${PID[hs]}" 0 "$(cat "$WORK/flood-verify.out.ticks")"
+    wait "$flood"
+    keep_or_retry "$attempt" || true
+    record_wrk "$WORK/flood-verify.out" flood_verify hs "$round" "$CPU_FIELDS $KEPT"
+    record_wrk "$WORK/flood-login.out" flood_login hs "$round" "$KEPT"
+    settle hs
+    [ "$KEPT" = kept=0 ] || break
+    wait_quiet
+  done
+}
+
+# Peak RSS: a fresh process (existing database), verify at RSS_CONNECTIONS; no login, whose password
+# hash would count its own memory. CPU contention does not change it much: never repeated.
+measure_rss() { # SERVER ROUND
+  local s=$1 round=$2 mib
+  start_server "$s"
+  lua_args verify "$s" "$round"
+  watch_start "${PID[$s]}"
+  run_wrk "$WORK/wrk.out" "$s" "$RSS_CONNECTIONS" "$DURATION_S" "" "${ARGS[@]}"
+  watch_stop "${PID[$s]}" 0 "$(cat "$WORK/wrk.out.ticks")"
+  record_wrk "$WORK/wrk.out" rss_load "$s" "$round" "$CPU_FIELDS"
+  mib=$(peak_rss_mib "${PID[$s]}")
+  record "scenario=rss server=$s round=$round mib=$mib"
+  log "  rss $s round $round: $mib MiB"
+  stop_server "$s"
+}
+
+measure_startup() { # SERVER ROUND
+  local s=$1 round=$2 line
+  server_cmd "$s" "{port}"
+  line=$(python3 "$BENCH_DIR/startup.py" "$WORK/$s-startup.log" -- taskset -c 0 "${CMD[@]}") ||
+    server_failed "$s-startup" "startup measurement failed"
+  record "scenario=startup server=$s round=$round ${line#STARTUP }"
+  log "  startup $s round $round: ${line#STARTUP ms=} ms"
+}
+
+servers_for() { # SCENARIO: the servers with a route for it
+  local s
+  for s in "${SERVERS[@]}"; do
+    [ -z "${ROUTE[$1:$s]:-}" ] || echo "$s"
+  done
+}
+
+# --- the run -----------------------------------------------------------------------------------
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+for s in "${SERVERS[@]}"; do start_server "$s"; done
+log "servers up: hs pid ${PID[hs]}, naive pid ${PID[naive]}, django pid ${PID[django]}"
+
+for scenario in verify stateless me refresh login; do
+  log "scenario $scenario (${DURATION_S}s, $CONNECTIONS connections, $ROUNDS rounds)"
+  for round in $(seq 1 "$ROUNDS"); do
+    for s in $(servers_for "$scenario"); do
+      measure "$scenario" "$s" "$round"
+      # The hash alone, between handstamp's logins and Django's.
+      [ "$scenario:$s" != login:hs ] || measure_hashrate "$round"
+    done
+  done
+done
+
+log "scenario login flood (hs: $FLOOD_CONNECTIONS connections logging in, $CONNECTIONS verifying)"
+for round in $(seq 1 "$ROUNDS"); do measure_flood "$round"; done
+
+# The rest needs fresh processes on the same databases.
+for s in "${SERVERS[@]}"; do stop_server "$s"; done
+
+log "scenario peak RSS (fresh process each, verify at $RSS_CONNECTIONS connections)"
+for round in $(seq 1 "$ROUNDS"); do
+  for s in "${SERVERS[@]}"; do measure_rss "$s" "$round"; done
+done
+
+log "scenario startup (exec to the first 200 from /healthz, $STARTUP_RUNS runs each)"
+for round in $(seq 1 "$STARTUP_RUNS"); do
+  for s in "${SERVERS[@]}"; do measure_startup "$s" "$round"; done
+done
 
 # --- report ------------------------------------------------------------------------------------
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n 1)
 REVISION=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 WRK_VERSION=$(wrk -v 2>&1 | head -n 1 | sed 's/ Copyright.*//' || true)
-
-REPORT=$(
-  echo "## handstamp load benchmark ($MODE: ${DURATION_S}s per scenario, $CONNECTIONS connections, wrk -t1)"
-  echo
-  echo "| scenario | requests/s | p50 ms | p99 ms | non-200 | socket errors |"
-  echo "|---|---:|---:|---:|---:|---:|"
-  printf '%s\n' "${ROWS[@]}"
-  echo
-  echo "Machine: $(nproc) CPUs, ${CPU_MODEL:-unknown CPU}; server pinned to CPU 0, wrk to CPU 1." \
-    "handstamp $REVISION; $WRK_VERSION; $(date -u +%Y-%m-%dT%H:%M:%SZ)."
+NAIVE_VERSIONS=$(awk '/^name = / { n = $3 } /^version = / && n ~ /^"(axum|jsonwebtoken|tokio|argon2)"$/ {
+  gsub(/"/, "", n); gsub(/"/, "", $3); printf "%s%s %s", sep, n, $3; sep = ", " }' "$BENCH_DIR/naive/Cargo.lock")
+DJANGO_VERSIONS=$("$VENV/bin/python" - <<'PY'
+import platform
+from importlib.metadata import version
+print(f"Django {version('Django')}, DRF {version('djangorestframework')}, "
+      f"simplejwt {version('djangorestframework-simplejwt')}, gunicorn {version('gunicorn')} "
+      f"with 2 sync workers, Python {platform.python_version()}")
+PY
 )
-echo "$REPORT"
-echo "$REPORT" >"$BENCH_DIR/results.md"
+MACHINE="Machine: $(nproc) CPUs, ${CPU_MODEL:-unknown CPU}; servers pinned to CPU 0, wrk to CPU 1."
+MACHINE+=" handstamp $REVISION; naive ($NAIVE_VERSIONS); django ($DJANGO_VERSIONS); $WRK_VERSION;"
+MACHINE+=" $(date -u +%Y-%m-%dT%H:%M:%SZ); load average $LOAD_BEFORE before, $LOAD_AFTER after."
+TITLE="handstamp vs naive Rust vs Django ($MODE: ${DURATION_S}s per measurement, $ROUNDS rounds, wrk -t1 -c$CONNECTIONS)"
 
-if [ "$FAILED" != 0 ]; then
-  log "some requests failed; server log tail:"
-  tail -n 20 "$WORK/server.log" >&2
+status=0
+python3 "$BENCH_DIR/report.py" "$RECORDS" "$TITLE" "$MACHINE" >"$WORK/results.md" || status=$?
+cat "$WORK/results.md"
+cp "$WORK/results.md" "$BENCH_DIR/results.md"
+if [ "$status" != 0 ]; then
+  log "some requests failed (see Errors above); last lines of the server logs:"
+  for s in "${SERVERS[@]}"; do
+    log "--- $s"
+    tail -n 10 "$WORK/$s.log" >&2
+  done
   exit 1
 fi

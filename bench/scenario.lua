@@ -1,14 +1,21 @@
--- wrk script for the handstamp benchmark; one file, parametrised by the arguments after `--`:
+-- wrk script for bench/run.sh; one file for every server, parametrised by the arguments after `--`:
 --
---   wrk ... -s bench/scenario.lua URL -- verify  ACCESS_TOKEN
---   wrk ... -s bench/scenario.lua URL -- me      ACCESS_TOKEN
---   wrk ... -s bench/scenario.lua URL -- refresh TOKENS_FILE   (one never-used refresh token a line)
---   wrk ... -s bench/scenario.lua URL -- login   USERNAME PASSWORD
+--   wrk ... -s bench/scenario.lua URL -- verify  PATH ACCESS_TOKEN     POST {"token": ACCESS_TOKEN}
+--   wrk ... -s bench/scenario.lua URL -- bearer  PATH ACCESS_TOKEN     GET with Authorization: Bearer
+--   wrk ... -s bench/scenario.lua URL -- refresh PATH TOKENS_FILE      POST {"refresh": ...}, one
+--                                                                      never-used token a request
+--   wrk ... -s bench/scenario.lua URL -- login   PATH USERNAME PASSWORD
+--
+-- PATH is the server's route (handstamp's /api/token/verify/, the naive server's /verify, ...): run.sh
+-- holds the table of which server answers a scenario on which path.
 --
 -- Every response is checked: anything but 200 is counted, by status, and the first such body is kept.
 -- done() prints one machine-readable line for bench/run.sh:
 --
---   BENCH requests=N duration_s=S rps=R p50_ms=A p99_ms=B non200=C socket_errors=E exhausted=X statuses=401:3 first_bad=...
+--   BENCH requests=N duration_s=S rps=R p50_ms=A p99_ms=B non200=C socket_errors=E timeouts=T
+--         exhausted=X statuses=401:3 first_bad=...
+--
+-- socket_errors counts connect, read and write errors and timeouts; timeouts is the last of those alone.
 
 local json_headers = { ["Content-Type"] = "application/json" }
 
@@ -18,8 +25,8 @@ statuses = {}
 first_bad = ""
 exhausted = 0
 
-local scenario
-local fixed_request      -- prebuilt request for the scenarios that send the same bytes every time
+local fixed_request      -- prebuilt request for the modes that send the same bytes every time
+local path               -- refresh: the route
 local tokens, next_token -- refresh: the tokens, and the index of the next unused one
 
 local function json_string(s)
@@ -28,24 +35,25 @@ local function json_string(s)
 end
 
 function init(args)
-  scenario = args[1]
-  if scenario == "verify" then
-    fixed_request = wrk.format("POST", "/api/token/verify/", json_headers,
-      '{"token":' .. json_string(args[2]) .. '}')
-  elseif scenario == "me" then
-    fixed_request = wrk.format("GET", "/api/users/me/", { ["Authorization"] = "Bearer " .. args[2] })
-  elseif scenario == "login" then
-    fixed_request = wrk.format("POST", "/api/token/", json_headers,
-      '{"username":' .. json_string(args[2]) .. ',"password":' .. json_string(args[3]) .. '}')
-  elseif scenario == "refresh" then
+  local mode = args[1]
+  path = args[2]
+  assert(path and path:sub(1, 1) == "/", "usage: -- MODE PATH ARGS...")
+  if mode == "verify" then
+    fixed_request = wrk.format("POST", path, json_headers, '{"token":' .. json_string(args[3]) .. '}')
+  elseif mode == "bearer" then
+    fixed_request = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. args[3] })
+  elseif mode == "login" then
+    fixed_request = wrk.format("POST", path, json_headers,
+      '{"username":' .. json_string(args[3]) .. ',"password":' .. json_string(args[4]) .. '}')
+  elseif mode == "refresh" then
     tokens = {}
-    for line in io.lines(args[2]) do
+    for line in io.lines(args[3]) do
       if line ~= "" then tokens[#tokens + 1] = line end
     end
-    assert(#tokens > 0, "no refresh tokens in " .. args[2])
+    assert(#tokens > 0, "no refresh tokens in " .. args[3])
     next_token = 1
   else
-    error("unknown scenario: " .. tostring(scenario))
+    error("unknown mode: " .. tostring(mode))
   end
 end
 
@@ -61,7 +69,7 @@ function request()
   end
   local token = tokens[next_token]
   next_token = next_token + 1
-  return wrk.format("POST", "/api/token/refresh/", json_headers, '{"refresh":"' .. token .. '"}')
+  return wrk.format("POST", path, json_headers, '{"refresh":"' .. token .. '"}')
 end
 
 function response(status, headers, body)
@@ -99,10 +107,10 @@ function done(summary, latency, requests)
   local seconds = summary.duration / 1e6
   -- first_bad goes last: it is free text (one line, cut short).
   io.write(string.format(
-    "BENCH requests=%d duration_s=%.3f rps=%.1f p50_ms=%.3f p99_ms=%.3f non200=%d socket_errors=%d exhausted=%d statuses=%s first_bad=%s\n",
+    "BENCH requests=%d duration_s=%.3f rps=%.1f p50_ms=%.3f p99_ms=%.3f non200=%d socket_errors=%d timeouts=%d exhausted=%d statuses=%s first_bad=%s\n",
     summary.requests, seconds, summary.requests / seconds,
     latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    bad, e.connect + e.read + e.write + e.timeout, runs_out,
+    bad, e.connect + e.read + e.write + e.timeout, e.timeout, runs_out,
     #parts > 0 and table.concat(parts, ",") or "-",
     first:gsub("[\r\n]", " "):sub(1, 200)))
 end

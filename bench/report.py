@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Turn bench/run.sh's measurements into its Markdown report.
+
+    report.py RECORDS_FILE TITLE MACHINE_LINE
+
+RECORDS_FILE holds one measurement a line, `scenario=S server=X round=N key=value ...` (wrk runs:
+rps, p50_ms, p99_ms, non200, socket_errors, timeouts, exhausted, statuses; the hash rate: rps;
+peak RSS: mib; start-up: ms). Prints the comparison table (means over rounds; start-up: median), the
+targets with ✓ or ✗, any errors, and the machine line. Exits 1 when a request failed (non-200 answer
+or socket error). Standard library only.
+"""
+
+import statistics
+import sys
+from collections import defaultdict
+
+SERVERS = ("hs", "naive", "django")
+HEADERS = {"hs": "handstamp", "naive": "naive Rust", "django": "Django"}
+
+# scenario -> (row label, the value a row compares, how rounds combine)
+ROWS = {
+    "verify": ("verify: `POST /api/token/verify/` (naive `/verify`)", "rps", statistics.fmean),
+    "stateless": ("stateless protected: `GET /api/auth/check` (naive `/check`)", "rps", statistics.fmean),
+    "me": ("me: `GET /api/users/me/` (naive: `/check`, its only protected route)", "rps", statistics.fmean),
+    "refresh": ("refresh with rotation + blacklist", "rps", statistics.fmean),
+    "login": ("login (naive: Argon2id hash alone, `hashrate`, verifications/s)", "rps", statistics.fmean),
+    "flood_verify": ("verify during a login flood (64 connections logging in)", "rps", statistics.fmean),
+    "flood_login": ("the login flood itself (64 connections)", "rps", statistics.fmean),
+    "rss": ("peak RSS after verify at 256 connections, MiB (lower is better)", "mib", statistics.fmean),
+    "startup": ("start-up, exec to first `/healthz` 200, ms (median of runs; lower is better)", "ms",
+                statistics.median),
+}
+
+
+def parse(path):
+    """{(scenario, server): [record, ...]} in file order, and the records of repeated measurements."""
+    runs, repeated = defaultdict(list), []
+    with open(path) as f:
+        for line in f:
+            fields = dict(kv.split("=", 1) for kv in line.split())
+            if fields.get("kept") == "0":
+                repeated.append(fields)
+            else:
+                runs[fields["scenario"], fields["server"]].append(fields)
+    return runs, repeated
+
+
+def noisy(r):
+    """Whether other processes took CPU during a measurement (the rule run.sh repeats them by)."""
+    if "cpu0_other" not in r:
+        return False
+    return int(r["cpu0_other"]) > 10 or (int(r["cpu1_other"]) > 10 and int(r["cpu1_wrk"]) > 25)
+
+
+def fmt_rate(x):
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
+
+
+def fmt_ms(x):
+    return f"{x:.2f}" if x < 10 else f"{x:,.0f}"
+
+
+def fmt_ratio(x):
+    return f"{x:,.0f}×" if x >= 100 else f"{x:.1f}×" if x >= 10 else f"{x:.2f}×"
+
+
+class Results:
+    def __init__(self, runs, repeated):
+        self.runs = runs          # the kept measurements
+        self.repeated = repeated  # measurements taken again because other processes took CPU
+
+    def value(self, scenario, server, key=None):
+        """The row's value for a server (mean or median over rounds), or None when it did not run."""
+        records = self.runs.get((scenario, server))
+        if not records:
+            return None
+        _, row_key, combine = ROWS[scenario]
+        values = [float(r[key or row_key]) for r in records if (key or row_key) in r]
+        return combine(values) if values else None
+
+    def cell(self, scenario, server):
+        v = self.value(scenario, server)
+        if v is None:
+            return "—"
+        if ROWS[scenario][1] != "rps":
+            return f"{v:.1f}"
+        p50, p99 = self.value(scenario, server, "p50_ms"), self.value(scenario, server, "p99_ms")
+        if p50 is None:
+            return fmt_rate(v)
+        return f"{fmt_rate(v)} ({fmt_ms(p50)} / {fmt_ms(p99)})"
+
+    def ratio(self, scenario, server):
+        a, b = self.value(scenario, "hs"), self.value(scenario, server)
+        return None if a is None or b is None or b == 0 else a / b
+
+    def errors(self):
+        """One line per measurement (repeated ones included) with non-200 answers or socket errors."""
+        out = []
+        for r in [r for records in self.runs.values() for r in records] + self.repeated:
+            if not (int(r.get("non200", 0)) or int(r.get("socket_errors", 0))):
+                continue
+            what = f"{r['non200']} non-200 (statuses {r['statuses']}), {r['socket_errors']} socket errors"
+            if int(r.get("timeouts", 0)):
+                what += f" of which {r['timeouts']} timeouts"
+            if int(r.get("exhausted", 0)):
+                what += ", ran out of refresh tokens"
+            out.append(f"- {r['scenario']} / {HEADERS[r['server']]} / round {r['round']}: {what}")
+        return out
+
+
+def targets(res):
+    """(target, measured text, met) for each target that could be evaluated."""
+    rows = []
+
+    def at_least(label, measured, goal, text):
+        if measured is not None:
+            rows.append((label, text(measured), measured >= goal))
+
+    def at_most(label, measured, goal, text):
+        if measured is not None:
+            rows.append((label, text(measured), measured <= goal))
+
+    for scenario in ("verify", "stateless"):
+        at_least(f"{scenario} ≥ 1.0× naive", res.ratio(scenario, "naive"), 1.0, fmt_ratio)
+        at_least(f"{scenario} ≥ 200× Django", res.ratio(scenario, "django"), 200, fmt_ratio)
+    at_least("me ≥ 0.7× naive `/check`", res.ratio("me", "naive"), 0.7, fmt_ratio)
+    at_least("refresh ≥ 100× Django", res.ratio("refresh", "django"), 100, fmt_ratio)
+    at_least("login ≥ 0.9× hash rate", res.ratio("login", "naive"), 0.9, fmt_ratio)
+    flood, calm = res.value("flood_verify", "hs"), res.value("verify", "hs")
+    if flood is not None and calm:
+        at_least("verify during login flood ≥ 0.5× unloaded", flood / calm, 0.5,
+                 lambda r: f"{fmt_ratio(r)} ({fmt_rate(flood)} of {fmt_rate(calm)} req/s)")
+    at_most("verify p99 during login flood ≤ 20 ms", res.value("flood_verify", "hs", "p99_ms"), 20,
+            lambda v: f"{fmt_ms(v)} ms")
+    at_most("peak RSS (handstamp) ≤ 32 MiB", res.value("rss", "hs"), 32, lambda v: f"{v:.1f} MiB")
+    at_most("start-up (handstamp) ≤ 100 ms", res.value("startup", "hs"), 100, lambda v: f"{v:.1f} ms")
+    return rows
+
+
+def cpu_table(res):
+    """Lines of a table of CPU use during the measurements (mean of the rounds), and notes on the
+    measurements other processes disturbed."""
+    keys = ("cpu0_server", "cpu0_other", "cpu1_wrk", "cpu1_other")
+    lines = [
+        "CPU during the measurements, % of each CPU (mean of the rounds): CPU 0 server / CPU 0 other"
+        " processes / CPU 1 wrk / CPU 1 other processes. A server well under 100% of CPU 0 while CPU 1"
+        " is full was held back by the client side; the login row's naive column is `hashrate`.",
+        "",
+        f"| scenario | {' | '.join(HEADERS[s] for s in SERVERS)} |",
+        "|---|" + "---:|" * len(SERVERS),
+    ]
+    disturbed = []
+    for scenario in (*ROWS, "rss_load"):
+        cells = []
+        for server in SERVERS:
+            records = [r for r in res.runs.get((scenario, server), []) if "cpu0_other" in r]
+            if not records:
+                cells.append("—")
+                continue
+            cells.append(" / ".join(f"{statistics.fmean(float(r[k]) for r in records):.0f}" for k in keys))
+            disturbed += [f"{scenario}/{HEADERS[server]}/round {r['round']}" for r in records if noisy(r)]
+        if any(c != "—" for c in cells):
+            lines.append(f"| {scenario} | {' | '.join(cells)} |")
+    lines.append("")
+    lines.append(f"{len(res.repeated)} measurement(s) repeated because other processes took more than 10% of"
+                 " CPU 0, or of CPU 1 while wrk needed it.")
+    if disturbed:
+        lines.append("Still disturbed after the repeats (figures low): " + ", ".join(disturbed) + ".")
+    return lines
+
+
+def main():
+    if len(sys.argv) != 4:
+        sys.exit(__doc__)
+    records, title, machine = sys.argv[1:]
+    res = Results(*parse(records))
+
+    print(f"## {title}")
+    print()
+    print("Requests/s (p50 / p99 latency, ms), mean of the rounds; ratios are handstamp ÷ peer.")
+    print()
+    print(f"| scenario | {' | '.join(HEADERS[s] for s in SERVERS)} | handstamp/naive | handstamp/Django |")
+    print("|---|" + "---:|" * (len(SERVERS) + 2))
+    for scenario, (label, _, _) in ROWS.items():
+        if not any(res.value(scenario, s) is not None for s in SERVERS):
+            continue
+        cells = [res.cell(scenario, s) for s in SERVERS]
+        ratios = [res.ratio(scenario, s) for s in ("naive", "django")]
+        ratios = [fmt_ratio(r) if r is not None else "—" for r in ratios]
+        print(f"| {label} | {' | '.join(cells)} | {' | '.join(ratios)} |")
+    print()
+    print("| target | measured | |")
+    print("|---|---:|:-:|")
+    for label, measured, met in targets(res):
+        print(f"| {label} | {measured} | {'✓' if met else '✗'} |")
+    print()
+    errors = res.errors()
+    if errors:
+        print("**Errors** (the run failed):")
+        print()
+        print("\n".join(errors))
+        print()
+    print("\n".join(cpu_table(res)))
+    print()
+    print(machine)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
