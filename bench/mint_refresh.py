@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Mint HS256 tokens the way handstamp (and simplejwt) shapes them, for bench/run.sh.
 
-    mint_refresh.py SIGNING_KEY USER_ID COUNT OUTPUT_FILE   COUNT never-used refresh tokens, one a line
+    mint_refresh.py [--v7] SIGNING_KEY USER_ID COUNT OUTPUT_FILE
+                                              COUNT never-used refresh tokens, one a line; with
+                                              --v7 their ids are time-ordered UUIDv7s, as handstamp
+                                              issues them (simplejwt's are random uuid4s)
     mint_refresh.py --access SIGNING_KEY USER_ID            one access token (300 s) on stdout
 
 Header exactly {"alg":"HS256","typ":"JWT"}; claims in order token_type, exp, iat, jti, user_id
@@ -13,6 +16,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import sys
 import time
 import uuid
@@ -25,12 +29,19 @@ def b64url(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
-def mint(key: bytes, token_type: str, user_id: str, now: int) -> bytes:
+def uuid7_hex(ms: int) -> str:
+    """A UUIDv7 as 32 hex digits: 48-bit millisecond time, version 7, random bits."""
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & (2**48 - 1)) << 80 | 0x7 << 76 | (rand >> 68) << 64 | 0b10 << 62 | (rand & (2**62 - 1))
+    return "%032x" % value
+
+
+def mint(key: bytes, token_type: str, user_id: str, now: int, jti: str = "") -> bytes:
     claims = {
         "token_type": token_type,
         "exp": now + LIFETIME[token_type],
         "iat": now,
-        "jti": uuid.uuid4().hex,
+        "jti": jti or uuid.uuid4().hex,
         "user_id": str(user_id),
     }
     signing_input = HEADER + b"." + b64url(json.dumps(claims, separators=(",", ":")).encode())
@@ -42,12 +53,16 @@ def main() -> None:
     if len(args) == 3 and args[0] == "--access":
         key, user_id = args[1].encode(), args[2]
         print(mint(key, "access", user_id, int(time.time())).decode())
-    elif len(args) == 4:
-        key, user_id, count, output = args[0].encode(), args[1], int(args[2]), args[3]
+    elif len(args) in (4, 5) and (len(args) == 4 or args[0] == "--v7"):
+        v7 = len(args) == 5
+        key, user_id, count, output = args[-4].encode(), args[-3], int(args[-2]), args[-1]
         now = int(time.time())
+        # As if issued one a millisecond, oldest first: the order they are used in.
+        first_ms = now * 1000 - count
         with open(output, "wb") as out:
-            for _ in range(count):
-                out.write(mint(key, "refresh", user_id, now) + b"\n")
+            for i in range(count):
+                jti = uuid7_hex(first_ms + i) if v7 else ""
+                out.write(mint(key, "refresh", user_id, now, jti) + b"\n")
     else:
         sys.exit(__doc__)
 

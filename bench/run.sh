@@ -308,7 +308,10 @@ lua_args() {
     login) ARGS=("$mode" "$path" "$USERNAME" "$PASSWORD") ;;
     refresh)
       local file="$WORK/refresh-$s-$round.txt"
-      python3 "$BENCH_DIR/mint_refresh.py" "${KEY[$s]}" "${USER_ID[$s]}" \
+      # Token ids shaped as each server issues them: handstamp's are time-ordered.
+      local ids=()
+      [ "$s" != hs ] || ids=(--v7)
+      python3 "$BENCH_DIR/mint_refresh.py" "${ids[@]}" "${KEY[$s]}" "${USER_ID[$s]}" \
         $((REFRESH_PER_SECOND[$s] * DURATION_S)) "$file"
       ARGS=("$mode" "$path" "$file")
       ;;
