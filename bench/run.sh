@@ -53,7 +53,7 @@ declare -A ROUTE=(
   [login:django]="login /api/token/"
 )
 # Refresh tokens minted per second of run time, per round: a few times what the server spends.
-declare -A REFRESH_PER_SECOND=([hs]=25000 [django]=1000)
+declare -A REFRESH_PER_SECOND=([hs]=60000 [django]=1000)
 # wrk's --timeout: Django's logins queue for seconds behind PBKDF2 (see peer_django/README.md). The
 # login flood's 64 connections queue too: with verify served first, handstamp checks ~13 logins/s
 # there, so a login waits ~5 s on average and the slowest over 10 s.
