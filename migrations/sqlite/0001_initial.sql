@@ -18,7 +18,6 @@ CREATE TABLE outstanding_tokens (
     expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX outstanding_tokens_expires_at ON outstanding_tokens (expires_at);
-CREATE INDEX outstanding_tokens_user_id ON outstanding_tokens (user_id);
 
 -- Refresh tokens that can never be used again, until they expire anyway.
 CREATE TABLE blacklisted_tokens (
