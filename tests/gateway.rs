@@ -1,5 +1,5 @@
 //! The gateway against real backends started in the test: balancing, failover, streaming,
-//! WebSockets, identity headers, static files, forward-auth and metrics.
+//! WebSockets, identity headers, static files, forward-auth and request ids.
 
 mod common;
 
@@ -707,37 +707,6 @@ async fn static_files_refuse_traversal_listings_and_writes() {
     assert_eq!(
         reply(r).await,
         (405, json!({"detail": "Method \"POST\" not allowed."}))
-    );
-}
-
-#[tokio::test]
-async fn metrics_count_requests_by_route_and_status() {
-    let s = gateway(|_| {}).await;
-    for _ in 0..3 {
-        get(&s, "/api/users/me/", None).await;
-    }
-    let text = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let line = text
-        .lines()
-        .find(|l| {
-            l.starts_with("handstamp_http_requests_total")
-                && l.contains("route=\"/api/users/me/\"")
-                && l.contains("status=\"401\"")
-        })
-        .unwrap_or_else(|| panic!("no counter line in:\n{text}"));
-    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(count >= 3.0, "{line}");
-    assert!(
-        text.contains("handstamp_http_request_duration_seconds_bucket"),
-        "{text}"
     );
 }
 
