@@ -1,6 +1,7 @@
 //! Serving: listeners (plain or TLS), connection limits and timeouts, the layers every response
 //! passes through, and graceful shutdown.
 
+mod guard;
 mod log_buffer;
 mod observe;
 mod tls;
@@ -13,8 +14,6 @@ use crate::api;
 use crate::config::{ServerSettings, Settings};
 use crate::gateway::Gateway;
 use crate::service::AuthService;
-use axum::body::Body;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,9 +24,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
-use tower::timeout::TimeoutLayer;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -87,12 +84,11 @@ pub fn layered(router: Router, settings: &ServerSettings) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(observe::AccessLogLayer)
-        .map_response(|response: Response<_>| response.map(Body::new))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-            too_slow()
-        }))
-        .layer(TimeoutLayer::new(settings.request_timeout))
+        .layer(guard::GuardLayer {
+            timeout: settings.request_timeout,
+            on_panic: panic_response,
+            on_timeout: too_slow,
+        })
         .layer(DefaultBodyLimit::max(settings.max_body))
         .service(router.layer(observe::RouteLayer));
     Router::new().fallback_service(stack)
@@ -103,7 +99,7 @@ fn json_error(status: StatusCode, body: &'static str) -> Response {
 }
 
 /// A panic costs its request a 500, never the process.
-fn panic_response(_: Box<dyn std::any::Any + Send>) -> Response {
+fn panic_response() -> Response {
     tracing::error!(request_id = %crate::request_id::current(), "handler panicked");
     json_error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -308,7 +304,9 @@ impl Connection {
         let service =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
-                req.extensions_mut().insert(Tls(tls));
+                if tls {
+                    req.extensions_mut().insert(Tls(true));
+                }
                 app.clone().oneshot(req)
             });
         let conn = self
