@@ -25,8 +25,13 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
     ))])
 });
 
-const USER_COLUMNS: &str =
-    "id, username, password, is_active, is_staff, is_superuser, date_joined, last_login";
+/// The user columns, in [`user_from`]'s order; a macro so that queries are string constants
+/// (the lookups on the hot path should not format SQL).
+macro_rules! user_columns {
+    () => {
+        "id, username, password, is_active, is_staff, is_superuser, date_joined, last_login"
+    };
+}
 
 fn user_from(row: &Row) -> rusqlite::Result<User> {
     Ok(User {
@@ -255,9 +260,10 @@ impl Store for SqliteStore {
         let name = user.username.clone();
         let created = self
             .write(move |tx| {
-                let sql = format!(
+                let sql = concat!(
                     "INSERT INTO users (username, password, is_staff, is_superuser, date_joined)
-                     VALUES (?, ?, ?, ?, ?) RETURNING {USER_COLUMNS}"
+                     VALUES (?, ?, ?, ?, ?) RETURNING ",
+                    user_columns!()
                 );
                 let params = (
                     &user.username,
@@ -266,7 +272,7 @@ impl Store for SqliteStore {
                     user.is_superuser,
                     now,
                 );
-                match tx.query_row(&sql, params, user_from) {
+                match tx.query_row(sql, params, user_from) {
                     Ok(user) => Ok(Some(user)),
                     Err(e) if is_unique_violation(&e) => Ok(None),
                     Err(e) => Err(e),
@@ -278,8 +284,8 @@ impl Store for SqliteStore {
 
     async fn user_by_name(&self, username: &str) -> Result<Option<User>> {
         self.read(|c| {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?");
-            c.prepare_cached(&sql)?
+            let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE username = ?");
+            c.prepare_cached(sql)?
                 .query_row([username], user_from)
                 .optional()
         })
@@ -287,17 +293,15 @@ impl Store for SqliteStore {
 
     async fn user_by_id(&self, id: i64) -> Result<Option<User>> {
         self.read(|c| {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
-            c.prepare_cached(&sql)?
-                .query_row([id], user_from)
-                .optional()
+            let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?");
+            c.prepare_cached(sql)?.query_row([id], user_from).optional()
         })
     }
 
     async fn list_users(&self) -> Result<Vec<User>> {
         self.read(|c| {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id");
-            let mut statement = c.prepare(&sql)?;
+            let sql = concat!("SELECT ", user_columns!(), " FROM users ORDER BY id");
+            let mut statement = c.prepare(sql)?;
             let users = statement.query_map([], user_from)?;
             users.collect()
         })
