@@ -93,26 +93,44 @@ pub struct RecordRoute<S> {
 impl<S> Service<Request> for RecordRoute<S>
 where
     S: Service<Request, Response = Response>,
-    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+    type Future = Labelled<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let route = req.extensions().get::<MatchedPath>().cloned();
-        let response = self.inner.call(req);
-        Box::pin(async move {
-            let mut response = response.await?;
-            if let Some(route) = route {
-                response.extensions_mut().insert(RouteLabel(route));
-            }
-            Ok(response)
-        })
+        Labelled {
+            route: req.extensions().get::<MatchedPath>().cloned(),
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct Labelled<F> {
+        route: Option<MatchedPath>,
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F, E> Future for Labelled<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut result = std::task::ready!(this.inner.poll(cx));
+        if let (Ok(response), Some(route)) = (&mut result, this.route.take()) {
+            response.extensions_mut().insert(RouteLabel(route));
+        }
+        Poll::Ready(result)
     }
 }
 
