@@ -195,6 +195,15 @@ async fn gateway(tweak: impl FnOnce(&mut Settings)) -> TestServer {
     s
 }
 
+/// A server proxying `/app/` to `backends`.
+async fn app_gateway(backends: &[&Backend], auth: AuthMode, balance: Balance) -> TestServer {
+    gateway(|cfg| {
+        cfg.upstreams
+            .push(upstream("/app/", backends, auth, balance))
+    })
+    .await
+}
+
 async fn get(s: &TestServer, path: &str, token: Option<&str>) -> (u16, Value) {
     let mut req = s.client.get(s.url(path));
     if let Some(t) = token {
@@ -206,15 +215,7 @@ async fn get(s: &TestServer, path: &str, token: Option<&str>) -> (u16, Value) {
 #[tokio::test]
 async fn required_auth_answers_401_or_passes_the_identity() {
     let b = backend("a").await;
-    let s = gateway(|c| {
-        c.upstreams.push(upstream(
-            "/app/",
-            &[&b],
-            AuthMode::Required,
-            Balance::RoundRobin,
-        ))
-    })
-    .await;
+    let s = app_gateway(&[&b], AuthMode::Required, Balance::RoundRobin).await;
     let (_, access) = s.login("user", "pw").await;
 
     let (status, body) = get(&s, "/app/whoami", None).await;
@@ -305,15 +306,7 @@ async fn optional_and_no_auth_modes() {
 #[tokio::test]
 async fn round_robin_spreads_requests_evenly() {
     let (a, b, c) = (backend("a").await, backend("b").await, backend("c").await);
-    let s = gateway(|cfg| {
-        cfg.upstreams.push(upstream(
-            "/app/",
-            &[&a, &b, &c],
-            AuthMode::None,
-            Balance::RoundRobin,
-        ))
-    })
-    .await;
+    let s = app_gateway(&[&a, &b, &c], AuthMode::None, Balance::RoundRobin).await;
     let mut names = Vec::new();
     for _ in 0..9 {
         let (status, body) = get(&s, "/app/x", None).await;
@@ -328,17 +321,7 @@ async fn round_robin_spreads_requests_evenly() {
 #[tokio::test]
 async fn least_connections_avoids_the_busy_backend() {
     let (mut a, mut b) = (backend("a").await, backend("b").await);
-    let s = Arc::new(
-        gateway(|cfg| {
-            cfg.upstreams.push(upstream(
-                "/app/",
-                &[&a, &b],
-                AuthMode::None,
-                Balance::LeastConnections,
-            ))
-        })
-        .await,
-    );
+    let s = Arc::new(app_gateway(&[&a, &b], AuthMode::None, Balance::LeastConnections).await);
     // Hold one request on whichever backend takes it.
     let held = {
         let s = s.clone();
@@ -362,15 +345,7 @@ async fn least_connections_avoids_the_busy_backend() {
 #[tokio::test]
 async fn a_dead_backend_is_skipped_and_idempotent_requests_retried() {
     let (mut a, b) = (backend("a").await, backend("b").await);
-    let s = gateway(|cfg| {
-        cfg.upstreams.push(upstream(
-            "/app/",
-            &[&a, &b],
-            AuthMode::None,
-            Balance::RoundRobin,
-        ))
-    })
-    .await;
+    let s = app_gateway(&[&a, &b], AuthMode::None, Balance::RoundRobin).await;
     a.kill().await;
     for _ in 0..6 {
         let (status, body) = get(&s, "/app/x", None).await;
@@ -384,15 +359,7 @@ async fn a_dead_backend_is_skipped_and_idempotent_requests_retried() {
 #[tokio::test]
 async fn no_live_backend_is_a_json_502() {
     let mut a = backend("a").await;
-    let s = gateway(|cfg| {
-        cfg.upstreams.push(upstream(
-            "/app/",
-            &[&a],
-            AuthMode::None,
-            Balance::RoundRobin,
-        ))
-    })
-    .await;
+    let s = app_gateway(&[&a], AuthMode::None, Balance::RoundRobin).await;
     a.kill().await;
     let (status, body) = get(&s, "/app/x", None).await;
     assert_eq!(status, 502);
@@ -411,15 +378,7 @@ async fn no_live_backend_is_a_json_502() {
 async fn a_backend_that_comes_back_is_used_again() {
     let mut a = backend("a").await;
     let addr = a.addr;
-    let s = gateway(|cfg| {
-        cfg.upstreams.push(upstream(
-            "/app/",
-            &[&a],
-            AuthMode::None,
-            Balance::RoundRobin,
-        ))
-    })
-    .await;
+    let s = app_gateway(&[&a], AuthMode::None, Balance::RoundRobin).await;
     a.kill().await;
     assert_eq!(get(&s, "/app/x", None).await.0, 502);
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
@@ -440,15 +399,7 @@ async fn a_backend_that_comes_back_is_used_again() {
 #[tokio::test]
 async fn bodies_stream_both_ways() {
     let b = backend("a").await;
-    let s = gateway(|cfg| {
-        cfg.upstreams.push(upstream(
-            "/app/",
-            &[&b],
-            AuthMode::None,
-            Balance::RoundRobin,
-        ))
-    })
-    .await;
+    let s = app_gateway(&[&b], AuthMode::None, Balance::RoundRobin).await;
     let r = s.client.get(s.url("/app/stream")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let mut chunks = r.bytes_stream();
@@ -492,15 +443,7 @@ async fn bodies_stream_both_ways() {
 async fn websockets_pass_through_with_auth() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let b = backend("a").await;
-    let s = gateway(|cfg| {
-        cfg.upstreams.push(upstream(
-            "/app/",
-            &[&b],
-            AuthMode::Required,
-            Balance::RoundRobin,
-        ))
-    })
-    .await;
+    let s = app_gateway(&[&b], AuthMode::Required, Balance::RoundRobin).await;
     let (_, access) = s.login("user", "pw").await;
     let url = format!("ws://{}/app/ws", s.addr);
     let unauthenticated = tokio_tungstenite::connect_async(url.as_str()).await;
