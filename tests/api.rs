@@ -410,7 +410,7 @@ async fn refresh_rotates_and_blacklists_the_old_token() {
     let again = s
         .post("/api/token/refresh/", json!({"refresh": refresh}))
         .await;
-    let blacklisted = json!({"detail": "Token is blacklisted", "code": "token_not_valid"});
+    let blacklisted = token_not_valid("Token is blacklisted");
     assert_eq!(reply(again).await, (401, blacklisted));
     let r = s
         .post("/api/token/refresh/", json!({"refresh": rotated}))
@@ -479,7 +479,7 @@ async fn bad_tokens_are_refused_with_simplejwts_reasons() {
         for path in ["/api/token/refresh/", "/api/token/blacklist/"] {
             let r = s.post(path, json!({"refresh": token})).await;
             assert_eq!(r.headers()[WWW_AUTHENTICATE], r#"Bearer realm="api""#);
-            let expected = json!({"detail": reason, "code": "token_not_valid"});
+            let expected = token_not_valid(reason);
             assert_eq!(reply(r).await, (401, expected), "{path} {reason}");
         }
     }
@@ -531,24 +531,12 @@ async fn verify_accepts_any_valid_token_and_reports_blacklisting() {
     }
     let no_id = hs256(json!({"token_type": "access", "exp": t + 60}));
     let r = s.post("/api/token/verify/", json!({"token": no_id})).await;
-    assert_eq!(
-        reply(r).await,
-        (
-            401,
-            json!({"detail": "Token has no id", "code": "token_not_valid"})
-        )
-    );
+    assert_eq!(reply(r).await, (401, token_not_valid("Token has no id")));
     let expired = hs256(json!({"token_type": "access", "exp": t, "jti": "f".repeat(32)}));
     let r = s
         .post("/api/token/verify/", json!({"token": expired}))
         .await;
-    assert_eq!(
-        reply(r).await,
-        (
-            401,
-            json!({"detail": "Token is expired", "code": "token_not_valid"})
-        )
-    );
+    assert_eq!(reply(r).await, (401, token_not_valid("Token is expired")));
 
     let r = s
         .post("/api/token/blacklist/", json!({"refresh": refresh}))
@@ -573,16 +561,13 @@ async fn blacklisting_ends_the_refresh_token_but_not_its_access_tokens() {
         .await;
     assert_eq!(
         reply(r).await,
-        (
-            401,
-            json!({"detail": "Token has wrong type", "code": "token_not_valid"})
-        )
+        (401, token_not_valid("Token has wrong type"))
     );
     let r = s
         .post("/api/token/blacklist/", json!({"refresh": refresh}))
         .await;
     assert_eq!(reply(r).await, (200, json!({})));
-    let blacklisted = json!({"detail": "Token is blacklisted", "code": "token_not_valid"});
+    let blacklisted = token_not_valid("Token is blacklisted");
     let r = s
         .post("/api/token/blacklist/", json!({"refresh": refresh}))
         .await;
@@ -721,7 +706,7 @@ async fn tokens_for_missing_inactive_or_unnamed_users() {
     let anonymous =
         hs256(json!({"token_type": "access", "exp": t + 60, "iat": t, "jti": "3".repeat(32)}));
     let r = s.get_bearer("/api/users/me/", &anonymous).await;
-    let expected = json!({"detail": "Token contained no recognizable user identification", "code": "token_not_valid"});
+    let expected = token_not_valid("Token contained no recognizable user identification");
     assert_eq!(reply(r).await, (401, expected));
 }
 

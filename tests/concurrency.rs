@@ -27,7 +27,7 @@ async fn concurrent_refreshes_of_one_token_have_exactly_one_winner() {
         }
         let winners = outcomes.iter().filter(|(status, _)| *status == 200).count();
         assert_eq!(winners, 1, "round {round}: {outcomes:?}");
-        let blacklisted = json!({"detail": "Token is blacklisted", "code": "token_not_valid"});
+        let blacklisted = token_not_valid("Token is blacklisted");
         for (status, body) in outcomes.iter().filter(|(status, _)| *status != 200) {
             assert_eq!((*status, body), (401, &blacklisted), "round {round}");
         }

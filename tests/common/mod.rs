@@ -176,3 +176,8 @@ pub fn certificate(dir: &std::path::Path, name: &str) -> (handstamp::config::Tls
     std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
     (handstamp::config::TlsFiles { cert, key }, made.cert.pem())
 }
+
+/// The body simplejwt answers a bad token with on a token endpoint.
+pub fn token_not_valid(reason: &str) -> Value {
+    json!({"detail": reason, "code": "token_not_valid"})
+}
