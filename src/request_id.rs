@@ -1,28 +1,121 @@
-//! The id of the request being served, for log lines written while serving it. The server sets
-//! it around each request (from `X-Request-Id`); anything may read it.
+//! The request being served, for what runs while serving it: its id, which every log line
+//! written meanwhile names, and the route it matched, which labels its metrics. The server sets
+//! it around each request; anything may read it.
 
+use axum::extract::MatchedPath;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest client-sent `X-Request-Id` kept; a longer one is replaced.
+const MAX_CLIENT_ID: usize = 200;
 
 tokio::task_local! {
-    static CURRENT: Arc<str>;
+    static CURRENT: Scope;
 }
 
-/// Runs `f` as the handling of the request `id`.
-pub fn scope<F: Future>(id: Arc<str>, f: F) -> tokio::task::futures::TaskLocalFuture<Arc<str>, F> {
-    CURRENT.scope(id, f)
+/// What is known of the request being served.
+pub struct Scope {
+    id: HeaderValue,
+    route: RefCell<Option<MatchedPath>>,
+}
+
+impl Scope {
+    pub fn new(id: HeaderValue) -> Self {
+        Scope {
+            id,
+            route: RefCell::new(None),
+        }
+    }
+
+    pub fn id(&self) -> &HeaderValue {
+        &self.id
+    }
+
+    pub fn into_parts(self) -> (HeaderValue, Option<MatchedPath>) {
+        (self.id, self.route.into_inner())
+    }
+}
+
+/// The client's `X-Request-Id` when it is a plain token (letters, digits and `+/=._:-`, up to
+/// 200 characters: safe to log as is), else a new random UUID.
+pub fn from_headers(headers: &HeaderMap) -> HeaderValue {
+    match headers.get(REQUEST_ID) {
+        Some(id) if is_plain_token(id.as_bytes()) => id.clone(),
+        _ => generate(),
+    }
+}
+
+fn is_plain_token(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_CLIENT_ID
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=._:-".contains(b))
+}
+
+fn generate() -> HeaderValue {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    HeaderValue::from_bytes(&text).expect("hex digits and hyphens")
+}
+
+/// Runs `f` as the handling of the request `scope` describes.
+pub fn scope<F: Future>(scope: Scope, f: F) -> tokio::task::futures::TaskLocalFuture<Scope, F> {
+    CURRENT.scope(scope, f)
+}
+
+/// Notes the route the current request matched (the router calls this).
+pub fn set_route(route: &MatchedPath) {
+    let _ = CURRENT.try_with(|scope| *scope.route.borrow_mut() = Some(route.clone()));
 }
 
 /// The current request's id, `-` outside a request; for log fields: `request_id = %current()`.
 pub fn current() -> Current {
-    Current(CURRENT.try_with(Arc::clone).ok())
+    Current(CURRENT.try_with(|scope| scope.id.clone()).ok())
 }
 
-pub struct Current(Option<Arc<str>>);
+pub struct Current(Option<HeaderValue>);
 
 impl fmt::Display for Current {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0.as_deref().unwrap_or("-"))
+        let id = self.0.as_ref().and_then(|id| id.to_str().ok());
+        f.write_str(id.unwrap_or("-"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id_for(sent: Option<&str>) -> String {
+        let mut headers = HeaderMap::new();
+        if let Some(sent) = sent {
+            headers.insert(REQUEST_ID, HeaderValue::from_str(sent).unwrap());
+        }
+        from_headers(&headers).to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn plain_client_ids_are_kept_and_others_replaced() {
+        for kept in ["abc-123", "req_4242", "Zm9v+YmFy/=", "trace.77:1"] {
+            assert_eq!(id_for(Some(kept)), kept);
+        }
+        let long = "a".repeat(MAX_CLIENT_ID + 1);
+        for replaced in [
+            None,
+            Some(""),
+            Some("a b"),
+            Some("x\"y"),
+            Some(long.as_str()),
+        ] {
+            let id = id_for(replaced);
+            assert_eq!(id.len(), 36, "{replaced:?} -> {id}");
+            assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+        }
+        assert_ne!(id_for(None), id_for(None));
     }
 }

@@ -298,19 +298,21 @@ async fn other_content_types_are_unsupported() {
 
 #[tokio::test]
 async fn oversized_bodies_get_a_json_413() {
-    let s = TestServer::start().await;
-    let big = format!(
-        r#"{{"username": "{}", "password": "x"}}"#,
-        "a".repeat(2 * 1024 * 1024)
-    );
-    let r = s
-        .client
-        .post(s.url("/api/token/"))
-        .header(CONTENT_TYPE, "application/json")
-        .body(big)
-        .send()
-        .await
-        .unwrap();
+    let s = TestServer::start_with(|cfg| cfg.server.max_body = 4096).await;
+    let login = |name_length: usize| {
+        let body = format!(
+            r#"{{"username": "{}", "password": "x"}}"#,
+            "a".repeat(name_length)
+        );
+        s.client
+            .post(s.url("/api/token/"))
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+    };
+    let r = login(3000).await.unwrap();
+    assert_eq!(r.status(), 401, "under the limit: an ordinary failed login");
+    let r = login(5000).await.unwrap();
     assert_eq!(
         reply(r).await,
         (413, json!({"detail": "Request body is too large."}))

@@ -505,6 +505,32 @@ async fn sighup_swaps_the_certificate_without_dropping_connections() {
 }
 
 #[test]
+fn text_access_log_lines_name_the_request_and_leave_out_the_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]);
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    write!(
+        stream,
+        "GET /api/users/me/?token=secret HTTP/1.1\r\nHost: x\r\nX-Request-Id: txt-1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let (status, _) = read_response(&mut stream);
+    assert_eq!(status, 401);
+    let line = loop {
+        let line = server.lines.recv().unwrap();
+        if line.contains("txt-1") {
+            break line;
+        }
+    };
+    let (timestamp, rest) = line.split_once("  ").unwrap();
+    assert!(humantime::parse_rfc3339(timestamp).is_ok(), "{line}");
+    let prefix = r#"INFO handstamp::access: request_id=txt-1 method=GET path="/api/users/me/" status=401 micros="#;
+    assert!(rest.starts_with(prefix), "{line}");
+    assert!(rest[prefix.len()..].parse::<u64>().is_ok(), "{line}");
+    assert!(!line.contains("secret"), "{line}");
+}
+
+#[test]
 fn json_access_log_lines_carry_the_request_id() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path(), &[("HANDSTAMP_LOG_FORMAT", "json")]);

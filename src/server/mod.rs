@@ -1,22 +1,24 @@
 //! Serving: listeners (plain or TLS), connection limits and timeouts, the layers every response
 //! passes through, and graceful shutdown.
 
-mod guard;
+mod access_log;
+mod front;
 mod log_buffer;
 mod observe;
 mod tls;
 
+pub use access_log::write_to as write_access_log_to;
+pub use front::Front;
 pub use log_buffer::{LogBuffer, LogFlusher};
-pub use observe::{Metrics, metrics, write_access_log_to};
+pub use observe::{Metrics, metrics};
 pub use tls::{CertStore, TlsError};
 
 use crate::api;
 use crate::config::{ServerSettings, Settings};
 use crate::gateway::Gateway;
 use crate::service::AuthService;
-use axum::extract::{ConnectInfo, DefaultBodyLimit};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::{Extension, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -24,9 +26,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
-use tower::{ServiceBuilder, ServiceExt};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
+use tower::Service;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -42,22 +42,12 @@ pub enum ServeError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tls(pub bool);
 
-/// Headers on every response, as Django's security middleware sends them.
-const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
-    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    (header::X_FRAME_OPTIONS, "DENY"),
-    (header::REFERRER_POLICY, "same-origin"),
-    (
-        HeaderName::from_static("cross-origin-opener-policy"),
-        "same-origin",
-    ),
-];
-
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// A router with everything the server does around each request (see [`Front`]).
+pub type App = Front<Router>;
 
 /// The whole application: the API, `/metrics`, the gateway (static files, upstreams,
 /// forward-auth), and the layers around them. Starts the upstreams' health checks.
-pub fn app(service: Arc<AuthService>, settings: &Settings) -> Router {
+pub fn app(service: Arc<AuthService>, settings: &Settings) -> App {
     let gateway = Gateway::new(settings);
     gateway.start_health_checks();
     let readiness: Arc<dyn api::Readiness> = Arc::new(gateway.clone());
@@ -68,51 +58,14 @@ pub fn app(service: Arc<AuthService>, settings: &Settings) -> Router {
     layered(router, &settings.server)
 }
 
-/// Wraps any router (the API, or an app that embeds it) in the production layers: security
-/// headers, request ids, access log and metrics, panic catching, request timeout, body limit.
-/// They wrap the router once, not route by route, so a request pays for each layer once.
-pub fn layered(router: Router, settings: &ServerSettings) -> Router {
-    let header = |(name, value): (HeaderName, &'static str)| {
-        SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
-    };
-    let [h1, h2, h3, h4] = SECURITY_HEADERS.map(header);
-    let stack = ServiceBuilder::new()
-        .layer(h1)
-        .layer(h2)
-        .layer(h3)
-        .layer(h4)
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(observe::AccessLogLayer)
-        .layer(guard::GuardLayer {
-            timeout: settings.request_timeout,
-            on_panic: panic_response,
-            on_timeout: too_slow,
-        })
-        .layer(DefaultBodyLimit::max(settings.max_body))
-        .service(router.layer(observe::RouteLayer));
-    Router::new().fallback_service(stack)
-}
-
-fn json_error(status: StatusCode, body: &'static str) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// A panic costs its request a 500, never the process.
-fn panic_response() -> Response {
-    tracing::error!(request_id = %crate::request_id::current(), "handler panicked");
-    json_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        r#"{"detail":"A server error occurred."}"#,
-    )
-}
-
-/// The answer when a request takes longer than the request timeout, as a proxy in front of a
-/// slow app would give.
-fn too_slow() -> Response {
-    json_error(
-        StatusCode::GATEWAY_TIMEOUT,
-        r#"{"detail":"The request took too long."}"#,
+/// Wraps any router (the API, or an app that embeds it) in what the server does around each
+/// request: request ids, the body limit, panic catching, the request timeout, security headers,
+/// the access log and metrics.
+pub fn layered(router: Router, settings: &ServerSettings) -> App {
+    Front::new(
+        router.layer(observe::RouteLayer),
+        settings.request_timeout,
+        settings.max_body,
     )
 }
 
@@ -161,7 +114,7 @@ impl Default for ServeOptions {
 /// Serves `app` on every listener with default options until `shutdown` completes.
 pub async fn serve(
     listeners: Vec<TcpListener>,
-    app: Router,
+    app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     serve_with(listeners, app, ServeOptions::default(), shutdown).await
@@ -171,7 +124,7 @@ pub async fn serve(
 /// finish for up to the shutdown grace period.
 pub async fn serve_with(
     listeners: Vec<TcpListener>,
-    app: Router,
+    app: App,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
@@ -230,7 +183,7 @@ pub async fn serve_with(
 /// What every connection needs.
 struct Connection {
     builder: auto::Builder<TokioExecutor>,
-    app: Router,
+    app: App,
     tls: Option<tokio_rustls::TlsAcceptor>,
     handshake_timeout: Duration,
 }
@@ -307,7 +260,8 @@ impl Connection {
                 if tls {
                     req.extensions_mut().insert(Tls(true));
                 }
-                app.clone().oneshot(req)
+                // The router is always ready: no `poll_ready` needed before `call`.
+                app.clone().call(req.map(Body::new))
             });
         let conn = self
             .builder

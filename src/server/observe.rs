@@ -1,26 +1,19 @@
-//! Observability: one access-log line per request (with its request id), and Prometheus metrics.
-//! Both are plain tower services rather than `from_fn` middleware: they sit on every request, and
-//! boxing a future per layer per request shows in the profile.
+//! Observability: Prometheus metrics (requests by route and status, latency histograms), and
+//! where each answered request is logged and counted.
 
-use super::LogBuffer;
-use super::REQUEST_ID;
-use crate::config::LogFormat;
+use super::access_log;
 use crate::request_id;
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{Method, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::collections::HashMap;
-use std::future::Future;
-use std::io::Write;
-use std::pin::Pin;
-use std::sync::{Arc, LazyLock, OnceLock, RwLock};
+use rustc_hash::FxHashMap;
+use std::sync::{LazyLock, OnceLock, RwLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
-use tokio::task::futures::TaskLocalFuture;
+use std::time::Duration;
 use tower::{Layer, Service};
 
 /// The process's Prometheus registry.
@@ -69,12 +62,8 @@ pub fn metrics_router() -> Router {
     )
 }
 
-/// The route a response came from, for the metrics label; put there by [`RouteLayer`] inside
-/// the router, which alone knows which route matched.
-#[derive(Clone)]
-struct RouteLabel(MatchedPath);
-
-/// Copies the matched route onto the response.
+/// Notes the route a request matched, for [`request_served`]: applied to every route of the
+/// router, which alone knows which one matched.
 #[derive(Clone, Copy, Default)]
 pub struct RouteLayer;
 
@@ -92,202 +81,51 @@ pub struct RecordRoute<S> {
 
 impl<S> Service<Request> for RecordRoute<S>
 where
-    S: Service<Request, Response = Response>,
+    S: Service<Request>,
 {
-    type Response = Response;
+    type Response = S::Response;
     type Error = S::Error;
-    type Future = Labelled<S::Future>;
+    type Future = S::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
-        Labelled {
-            route: req.extensions().get::<MatchedPath>().cloned(),
-            inner: self.inner.call(req),
+    fn call(&mut self, req: Request) -> S::Future {
+        if let Some(route) = req.extensions().get::<MatchedPath>() {
+            request_id::set_route(route);
         }
+        self.inner.call(req)
     }
 }
 
-pin_project_lite::pin_project! {
-    pub struct Labelled<F> {
-        route: Option<MatchedPath>,
-        #[pin]
-        inner: F,
-    }
+/// A request answered, as the access log and the metrics see it.
+pub struct Served<'a> {
+    pub request_id: &'a [u8],
+    pub method: &'a str,
+    pub path: &'a str,
+    /// The route it matched; `None` for unknown paths.
+    pub route: Option<&'a str>,
+    pub status: u16,
+    pub elapsed: Duration,
 }
 
-impl<F, E> Future for Labelled<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut result = std::task::ready!(this.inner.poll(cx));
-        if let (Ok(response), Some(route)) = (&mut result, this.route.take()) {
-            response.extensions_mut().insert(RouteLabel(route));
-        }
-        Poll::Ready(result)
-    }
+/// Logs one line for a request and counts it. The query string is left out: it may carry
+/// secrets.
+pub fn request_served(served: Served<'_>) {
+    access_log::write(&served);
+    record(
+        served.route.unwrap_or("unmatched"),
+        served.status,
+        served.elapsed,
+    );
 }
 
-/// Logs one line per request and counts it. The query string is left out: it may carry secrets.
-#[derive(Clone, Copy, Default)]
-pub struct AccessLogLayer;
-
-impl<S> Layer<S> for AccessLogLayer {
-    type Service = AccessLog<S>;
-    fn layer(&self, inner: S) -> AccessLog<S> {
-        AccessLog { inner }
-    }
-}
-
-#[derive(Clone)]
-pub struct AccessLog<S> {
-    inner: S,
-}
-
-impl<S> Service<Request> for AccessLog<S>
-where
-    S: Service<Request, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = Logged<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        let id: Arc<str> = req
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .into();
-        Logged {
-            start: Instant::now(),
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            id: id.clone(),
-            inner: request_id::scope(id, self.inner.call(req)),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    pub struct Logged<F> {
-        start: Instant,
-        method: Method,
-        uri: axum::http::Uri,
-        id: Arc<str>,
-        #[pin]
-        inner: TaskLocalFuture<Arc<str>, F>,
-    }
-}
-
-impl<F, E> Future for Logged<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
-        if let Ok(response) = &result {
-            let elapsed = this.start.elapsed();
-            let status = response.status().as_u16();
-            let line = AccessLine {
-                request_id: this.id,
-                method: this.method.as_str(),
-                path: this.uri.path(),
-                status,
-                micros: elapsed.as_micros() as u64,
-            };
-            line.write();
-            let route = response.extensions().get::<RouteLabel>();
-            record(route.map_or("unmatched", |r| r.0.as_str()), status, elapsed);
-        }
-        Poll::Ready(result)
-    }
-}
-
-/// Where access lines go: the server's log buffer, written directly (formatting through
-/// `tracing` cost more than the rest of a token check), or, when none was installed (a library
-/// user's app), ordinary `tracing` events.
-static ACCESS_LOG: OnceLock<(LogBuffer, LogFormat)> = OnceLock::new();
-
-/// Sends access lines straight to `buffer`, in `format`.
-pub fn write_access_log_to(buffer: LogBuffer, format: LogFormat) {
-    let _ = ACCESS_LOG.set((buffer, format));
-}
-
-#[derive(serde::Serialize)]
-struct AccessLine<'a> {
-    request_id: &'a str,
-    method: &'a str,
-    path: &'a str,
-    status: u16,
-    micros: u64,
-}
-
-#[derive(serde::Serialize)]
-struct JsonLine<'a> {
-    timestamp: String,
-    level: &'static str,
-    fields: &'a AccessLine<'a>,
-    target: &'static str,
-}
-
-impl AccessLine<'_> {
-    fn write(&self) {
-        if !tracing::enabled!(target: "handstamp::access", tracing::Level::INFO) {
-            return;
-        }
-        let Some((buffer, format)) = ACCESS_LOG.get() else {
-            let l = self;
-            tracing::info!(
-                target: "handstamp::access",
-                request_id = l.request_id,
-                method = l.method,
-                path = l.path,
-                status = l.status,
-                micros = l.micros,
-            );
-            return;
-        };
-        let timestamp = humantime::format_rfc3339_micros(SystemTime::now());
-        buffer.append(|out| match format {
-            LogFormat::Text => {
-                let _ = writeln!(
-                    out,
-                    "{timestamp}  INFO handstamp::access: request_id={} method={} path={:?} status={} micros={}",
-                    self.request_id, self.method, self.path, self.status, self.micros
-                );
-            }
-            LogFormat::Json => {
-                let line = JsonLine {
-                    timestamp: timestamp.to_string(),
-                    level: "INFO",
-                    fields: self,
-                    target: "handstamp::access",
-                };
-                if serde_json::to_writer(&mut *out, &line).is_ok() {
-                    out.push(b'\n');
-                }
-            }
-        });
-    }
-}
-
-/// Metric handles by route, then by status: looked up without allocating once they exist.
+/// Metric handles by route, then by status: looked up without allocating once they exist, by
+/// a hash cheaper than the default one (the keys are our own routes, not attacker-chosen).
 type RouteMetrics = (Histogram, Vec<(u16, Counter)>);
-static BY_ROUTE: LazyLock<RwLock<HashMap<String, RouteMetrics>>> = LazyLock::new(Default::default);
+static BY_ROUTE: LazyLock<RwLock<FxHashMap<String, RouteMetrics>>> =
+    LazyLock::new(Default::default);
 
 fn record(route: &str, status: u16, elapsed: Duration) {
     {

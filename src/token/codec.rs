@@ -2,8 +2,13 @@
 
 use super::claims::{ClaimsSeed, Written};
 use super::{ClaimNames, Claims, SigningKey, TokenError, TokenType};
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+use base64::{DecodeSliceError, Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use serde::de::DeserializeSeed;
+
+/// The longest signature of any algorithm we verify (HS512).
+const MAX_SIGNATURE: usize = 64;
+/// Payloads up to this size are decoded without allocating; ours are about 160 bytes.
+const STACK_PAYLOAD: usize = 512;
 
 /// What a token must satisfy besides its signature.
 #[derive(Debug, Clone, Default)]
@@ -74,13 +79,29 @@ impl TokenCodec {
         if header != self.header {
             self.check_header(header)?;
         }
-        let signature = B64.decode(signature).map_err(|_| TokenError::Invalid)?;
-        if !self.key.verify(signing_input.as_bytes(), &signature) {
+        // Decoded on the stack: a token check allocates only the claims it keeps.
+        let mut signature_bytes = [0u8; MAX_SIGNATURE];
+        let length = B64
+            .decode_slice(signature, &mut signature_bytes)
+            .map_err(|_| TokenError::Invalid)?;
+        if !self
+            .key
+            .verify(signing_input.as_bytes(), &signature_bytes[..length])
+        {
             return Err(TokenError::Invalid);
         }
-        let payload = B64.decode(payload).map_err(|_| TokenError::Invalid)?;
+        let mut payload_bytes = [0u8; STACK_PAYLOAD];
+        let heap_payload;
+        let payload = match B64.decode_slice(payload, &mut payload_bytes) {
+            Ok(length) => &payload_bytes[..length],
+            Err(DecodeSliceError::OutputSliceTooSmall) => {
+                heap_payload = B64.decode(payload).map_err(|_| TokenError::Invalid)?;
+                &heap_payload[..]
+            }
+            Err(DecodeSliceError::DecodeError(_)) => return Err(TokenError::Invalid),
+        };
         let claims = ClaimsSeed(&self.names)
-            .deserialize(&mut serde_json::Deserializer::from_slice(&payload))
+            .deserialize(&mut serde_json::Deserializer::from_slice(payload))
             .map_err(|_| TokenError::Invalid)?;
         self.check_registered_claims(&claims, now)?;
         Ok(claims)
@@ -216,6 +237,21 @@ mod tests {
             lenient.validate(&token, None, 1005),
             Err(TokenError::Expired)
         );
+    }
+
+    #[test]
+    fn reads_payloads_larger_than_the_stack_buffer() {
+        let c = codec(Validation::default());
+        let padding = "p".repeat(STACK_PAYLOAD * 2);
+        let payload = format!(
+            r#"{{"token_type":"access","exp":2000,"jti":"x","user_id":"7","extra":"{padding}"}}"#
+        );
+        let token = raw(r#"{"alg":"HS256","typ":"JWT"}"#, &payload);
+        let read = c.validate(&token, Some(TokenType::Access), 1).unwrap();
+        assert_eq!(read.user_id.as_deref(), Some("7"));
+        let mut forged = token.clone();
+        forged.insert_str(40, "AAAA");
+        assert_eq!(c.validate(&forged, None, 1), Err(TokenError::Invalid));
     }
 
     #[test]
