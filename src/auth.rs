@@ -43,8 +43,21 @@ pub struct CurrentUser(pub User);
 /// Finds the token in an `Authorization` header: `<type> <token>`, where type is one of
 /// `types` (case-sensitive) and runs of whitespace count as one.
 pub fn bearer_token<'h>(header: Option<&'h [u8]>, types: &[String]) -> Result<&'h [u8], AuthError> {
+    let header = header.unwrap_or_default();
+    // The usual shape, `<type> <token>` with one space, in one branch-free pass over the token.
+    for kind in types {
+        if let Some(token) = header
+            .strip_prefix(kind.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b" "))
+            && !token.is_empty()
+            && !token
+                .iter()
+                .fold(false, |space, b| space | b.is_ascii_whitespace())
+        {
+            return Ok(token);
+        }
+    }
     let mut parts = header
-        .unwrap_or_default()
         .split(|b| b.is_ascii_whitespace())
         .filter(|p| !p.is_empty());
     match parts.next() {
@@ -123,13 +136,28 @@ mod tests {
     fn header_rules_follow_simplejwt() {
         assert_eq!(parse("Bearer abc").unwrap(), b"abc");
         assert_eq!(parse("Bearer   abc").unwrap(), b"abc");
-        for other in ["", "   ", "Token abc", "bearer abc", "Basic abc"] {
+        assert_eq!(parse(" Bearer\tabc \r\n").unwrap(), b"abc");
+        assert_eq!(parse("Bearer abc ").unwrap(), b"abc");
+        for other in [
+            "",
+            "   ",
+            "Token abc",
+            "bearer abc",
+            "Basic abc",
+            "Bearerabc",
+        ] {
             assert!(
                 matches!(parse(other), Err(AuthError::NotProvided)),
                 "{other:?}"
             );
         }
-        for bad in ["Bearer", "Bearer a b", "Bearer  a  b  c"] {
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer a\tb",
+            "Bearer  a  b  c",
+        ] {
             assert!(matches!(parse(bad), Err(AuthError::BadHeader)), "{bad:?}");
         }
         assert!(matches!(

@@ -96,9 +96,9 @@ pin_project_lite::pin_project! {
     pub struct Served<F> {
         #[pin]
         handling: TaskLocalFuture<Scope, CatchPanic<F>>,
-        // Started only when the handler first has to wait: most answer at once.
-        #[pin]
-        deadline: Option<Sleep>,
+        // Started only when the handler first has to wait: most answer at once, and a future
+        // without a timer in it is smaller to move around.
+        deadline: Option<Pin<Box<Sleep>>>,
         timeout: Duration,
         started: Instant,
         method: Method,
@@ -117,12 +117,11 @@ where
         let outcome = match this.handling.as_mut().poll(cx) {
             Poll::Ready(outcome) => outcome,
             Poll::Pending => {
-                if this.deadline.is_none() {
-                    let deadline = tokio::time::Instant::from_std(*this.started + *this.timeout);
-                    this.deadline.set(Some(tokio::time::sleep_until(deadline)));
-                }
-                let deadline = this.deadline.as_pin_mut().expect("set above");
-                ready!(deadline.poll(cx));
+                let deadline = this.deadline.get_or_insert_with(|| {
+                    let at = tokio::time::Instant::from_std(*this.started + *this.timeout);
+                    Box::pin(tokio::time::sleep_until(at))
+                });
+                ready!(deadline.as_mut().poll(cx));
                 Outcome::TimedOut
             }
         };
