@@ -4,46 +4,73 @@
 use crate::error::{ApiError, FieldErrors};
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Multipart, Request};
-use axum::http::{StatusCode, header::CONTENT_TYPE};
-use serde_json::Value;
-use std::collections::HashMap;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header::CONTENT_TYPE};
+use serde_json::{Map, Value};
 
 /// The fields of a request body. An empty body, or one without a content type, has none.
 #[derive(Debug, Default)]
 pub struct Payload {
-    values: HashMap<String, Value>,
+    values: Map<String, Value>,
     errors: FieldErrors,
+}
+
+/// The body parsers DRF's default settings install.
+enum Parser {
+    Json,
+    Form,
+    Multipart,
+}
+
+impl Parser {
+    /// The parser for the request's media type; `None` without a content type. Read without
+    /// allocating: this runs on every token request.
+    fn for_request(headers: &HeaderMap) -> Result<Option<Parser>, ApiError> {
+        let Some(sent) = headers.get(CONTENT_TYPE) else {
+            return Ok(None);
+        };
+        let bytes = sent.as_bytes();
+        let media = bytes.split(|&b| b == b';').next().unwrap_or_default();
+        let media = media.trim_ascii();
+        let parser = if media.eq_ignore_ascii_case(b"application/json") {
+            Parser::Json
+        } else if media.eq_ignore_ascii_case(b"application/x-www-form-urlencoded") {
+            Parser::Form
+        } else if media.eq_ignore_ascii_case(b"multipart/form-data") {
+            Parser::Multipart
+        } else if media.is_empty() {
+            return Ok(None);
+        } else {
+            let sent = String::from_utf8_lossy(bytes).into_owned();
+            return Err(ApiError::UnsupportedMediaType(sent));
+        };
+        Ok(Some(parser))
+    }
 }
 
 impl<S: Send + Sync> FromRequest<S> for Payload {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let content_type = req.headers().get(CONTENT_TYPE).cloned();
-        let sent = content_type
-            .as_ref()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .unwrap_or_default();
-        let media = sent
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let parser = Parser::for_request(req.headers());
+        let multipart_type = match parser {
+            Ok(Some(Parser::Multipart)) => req.headers().get(CONTENT_TYPE).cloned(),
+            _ => None,
+        };
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             match rejection.status() {
                 StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
                 _ => ApiError::Parse(rejection.body_text()),
             }
         })?;
-        if media.is_empty() || bytes.is_empty() {
+        // An empty body counts as `{}` whatever its type, as DRF's parsers see it.
+        if bytes.is_empty() {
             return Ok(Payload::default());
         }
-        let values = match media.as_str() {
-            "application/json" => from_json(&bytes)?,
-            "application/x-www-form-urlencoded" => from_form(&bytes)?,
-            "multipart/form-data" => from_multipart(content_type, bytes).await?,
-            _ => return Err(ApiError::UnsupportedMediaType(sent)),
+        let values = match parser? {
+            None => Map::new(),
+            Some(Parser::Json) => from_json(&bytes)?,
+            Some(Parser::Form) => from_form(&bytes)?,
+            Some(Parser::Multipart) => from_multipart(multipart_type, bytes).await?,
         };
         Ok(Payload {
             values,
@@ -52,11 +79,11 @@ impl<S: Send + Sync> FromRequest<S> for Payload {
     }
 }
 
-fn from_json(bytes: &[u8]) -> Result<HashMap<String, Value>, ApiError> {
+fn from_json(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::Parse(format!("JSON parse error - {e}")))?;
     let python_type = match value {
-        Value::Object(map) => return Ok(map.into_iter().collect()),
+        Value::Object(map) => return Ok(map),
         Value::Null => return Err(ApiError::NonField("No data provided".into())),
         Value::Array(_) => "list",
         Value::String(_) => "str",
@@ -70,7 +97,7 @@ fn from_json(bytes: &[u8]) -> Result<HashMap<String, Value>, ApiError> {
 }
 
 /// Form fields; a repeated name keeps its last value, as Django's `QueryDict.get` does.
-fn from_form(bytes: &[u8]) -> Result<HashMap<String, Value>, ApiError> {
+fn from_form(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
         .map_err(|e| ApiError::Parse(format!("Form parse error - {e}")))?;
     Ok(pairs
@@ -81,9 +108,9 @@ fn from_form(bytes: &[u8]) -> Result<HashMap<String, Value>, ApiError> {
 
 /// The text parts of a multipart body; file parts are not fields of ours and are skipped.
 async fn from_multipart(
-    content_type: Option<axum::http::HeaderValue>,
+    content_type: Option<HeaderValue>,
     bytes: Bytes,
-) -> Result<HashMap<String, Value>, ApiError> {
+) -> Result<Map<String, Value>, ApiError> {
     let mut req = Request::new(Body::from(bytes));
     if let Some(ct) = content_type {
         req.headers_mut().insert(CONTENT_TYPE, ct);
@@ -93,7 +120,7 @@ async fn from_multipart(
     let mut multipart = Multipart::from_request(req, &())
         .await
         .map_err(|e| parse_error(&e))?;
-    let mut values = HashMap::new();
+    let mut values = Map::new();
     while let Some(field) = multipart.next_field().await.map_err(|e| parse_error(&e))? {
         let (Some(name), None) = (field.name().map(str::to_owned), field.file_name()) else {
             continue;
@@ -115,7 +142,7 @@ impl Payload {
             Some(Value::Number(n)) => Ok(n.to_string()),
             Some(_) => Err("Not a valid string."),
         };
-        match text.map(|t| t.trim().to_owned()) {
+        match text.map(trimmed) {
             Ok(t) if t.is_empty() => self.fail(name, "This field may not be blank."),
             Ok(t) => t,
             Err(message) => self.fail(name, message),
@@ -134,5 +161,14 @@ impl Payload {
         } else {
             Err(ApiError::Fields(self.errors))
         }
+    }
+}
+
+/// `text` without surrounding whitespace, reusing its buffer when there is none.
+fn trimmed(text: String) -> String {
+    if text.trim().len() == text.len() {
+        text
+    } else {
+        text.trim().to_owned()
     }
 }
