@@ -20,22 +20,34 @@ tokio::task_local! {
 /// What is known of the request being served.
 pub struct Scope {
     id: HeaderValue,
-    route: RefCell<Option<MatchedPath>>,
+    route: RefCell<Option<Route>>,
+}
+
+/// The route a request matched, as the metrics name it: the router's pattern.
+pub enum Route {
+    Matched(MatchedPath),
+    /// A route the server answers before the router, by exact path.
+    Exact(&'static str),
+}
+
+impl Route {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Route::Matched(path) => path.as_str(),
+            Route::Exact(path) => path,
+        }
+    }
 }
 
 impl Scope {
-    pub fn new(id: HeaderValue) -> Self {
+    pub fn new(id: HeaderValue, route: Option<Route>) -> Self {
         Scope {
             id,
-            route: RefCell::new(None),
+            route: RefCell::new(route),
         }
     }
 
-    pub fn id(&self) -> &HeaderValue {
-        &self.id
-    }
-
-    pub fn into_parts(self) -> (HeaderValue, Option<MatchedPath>) {
+    pub fn into_parts(self) -> (HeaderValue, Option<Route>) {
         (self.id, self.route.into_inner())
     }
 }
@@ -70,7 +82,8 @@ pub fn scope<F: Future>(scope: Scope, f: F) -> tokio::task::futures::TaskLocalFu
 
 /// Notes the route the current request matched (the router calls this).
 pub fn set_route(route: &MatchedPath) {
-    let _ = CURRENT.try_with(|scope| *scope.route.borrow_mut() = Some(route.clone()));
+    let _ =
+        CURRENT.try_with(|scope| *scope.route.borrow_mut() = Some(Route::Matched(route.clone())));
 }
 
 /// The current request's id, `-` outside a request; for log fields: `request_id = %current()`.

@@ -47,23 +47,41 @@ async fn metrics_count_logins_tokens_and_requests() {
         .await;
     assert_eq!(r.status(), 200);
 
+    // Routes answered before the router are counted under the same names.
+    let r = s.client.get(s.url("/api/users/me/")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let (_, access) = s.login("mo", "pw").await;
+    let r = s
+        .client
+        .get(s.url("/api/auth/check"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
     let text = scrape(&s).await;
     assert_eq!(
         sample(&text, r#"handstamp_logins_total{outcome="ok"}"#),
-        2.0,
+        3.0,
         "{text}"
     );
     assert_eq!(
         sample(&text, r#"handstamp_logins_total{outcome="failed"}"#),
         2.0
     );
-    assert_eq!(sample(&text, "handstamp_tokens_issued_total"), 2.0);
+    assert_eq!(sample(&text, "handstamp_tokens_issued_total"), 3.0);
     assert_eq!(sample(&text, "handstamp_tokens_refreshed_total"), 1.0);
     assert_eq!(
         sample(&text, "handstamp_tokens_blacklisted_total"),
         2.0,
         "rotation and blacklist"
     );
+    for (route, status) in [("/api/users/me/", 401), ("/api/auth/check", 200)] {
+        let series =
+            format!(r#"handstamp_http_requests_total{{route="{route}",status="{status}"}}"#);
+        assert_eq!(sample(&text, &series), 1.0, "{series}\n{text}");
+    }
     assert_eq!(
         sample(
             &text,
@@ -76,6 +94,6 @@ async fn metrics_count_logins_tokens_and_requests() {
             &text,
             r#"handstamp_http_request_duration_seconds_count{route="/api/token/"}"#
         ),
-        4.0
+        5.0
     );
 }

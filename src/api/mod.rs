@@ -2,8 +2,8 @@
 
 mod body;
 mod health;
-mod token;
-mod users;
+pub(crate) mod token;
+pub(crate) mod users;
 
 pub use body::Payload;
 pub use health::Readiness;

@@ -99,7 +99,7 @@ struct Identity {
 /// `GET /api/auth/check`: 200 with `X-Handstamp-User-Id` for a valid access token, the
 /// protected-endpoint 401s otherwise. For nginx `auth_request`, Traefik ForwardAuth and Caddy
 /// `forward_auth`; never touches the database.
-async fn forward_auth(auth: Authenticated) -> Response {
+pub(crate) async fn forward_auth(auth: Authenticated) -> Response {
     let header = HeaderValue::from_str(&auth.user_id);
     let mut response = Json(Identity {
         user_id: auth.user_id,

@@ -6,8 +6,9 @@
 //! than the token check they wrapped (measured with callgrind on `GET /api/auth/check`:
 //! 18 000 instructions a request for the stack of layers).
 
+use super::hot::{HotFuture, HotRoutes};
 use super::observe;
-use crate::request_id::{self, REQUEST_ID, Scope};
+use crate::request_id::{self, REQUEST_ID, Route, Scope};
 use axum::body::HttpBody as _;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
@@ -43,6 +44,7 @@ const SECURITY_HEADERS: [(HeaderName, HeaderValue); 4] = [
 #[derive(Clone)]
 pub struct Front<S> {
     inner: S,
+    hot: Option<HotRoutes>,
     timeout: Duration,
     body_limit: DefaultBodyLimit,
 }
@@ -51,9 +53,17 @@ impl<S> Front<S> {
     pub fn new(inner: S, timeout: Duration, max_body: usize) -> Self {
         Front {
             inner,
+            hot: None,
             timeout,
             body_limit: DefaultBodyLimit::max(max_body),
         }
+    }
+
+    /// Answers the token-checking routes before `inner` (see [`HotRoutes`]); `inner` must
+    /// serve them alike.
+    pub fn with_hot_routes(mut self, hot: HotRoutes) -> Self {
+        self.hot = Some(hot);
+        self
     }
 }
 
@@ -78,10 +88,20 @@ where
         }
         let method = req.method().clone();
         let uri = req.uri().clone();
-        let inner = &mut self.inner;
-        let handler = catch_unwind(AssertUnwindSafe(|| inner.call(req))).ok();
+        let hot = match &self.hot {
+            Some(hot) => hot.dispatch(req),
+            None => Err(req),
+        };
+        let (route, handler) = match hot {
+            Ok((route, answer)) => (Some(Route::Exact(route)), Handler::Hot { answer }),
+            Err(req) => {
+                let inner = &mut self.inner;
+                let routed = catch_unwind(AssertUnwindSafe(|| inner.call(req))).ok();
+                (None, Handler::Routed { routed })
+            }
+        };
         Served {
-            handling: request_id::scope(Scope::new(id), CatchPanic { handler }),
+            handling: request_id::scope(Scope::new(id, route), CatchPanic { handler }),
             deadline: None,
             timeout: self.timeout,
             started,
@@ -170,11 +190,20 @@ pub enum Outcome {
 }
 
 pin_project_lite::pin_project! {
-    /// The handler's future, a panic in it becoming [`Outcome::Panicked`]. `None`: the
-    /// service panicked before returning a future.
+    /// Who answers: the router, or a hot route.
+    #[project = HandlerProjection]
+    pub enum Handler<F> {
+        // None: the router panicked before returning a future.
+        Routed { #[pin] routed: Option<F> },
+        Hot { answer: HotFuture },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The handler's future, a panic in it becoming [`Outcome::Panicked`].
     pub struct CatchPanic<F> {
         #[pin]
-        handler: Option<F>,
+        handler: Handler<F>,
     }
 }
 
@@ -185,12 +214,18 @@ where
     type Output = Outcome;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
-        let Some(handler) = self.project().handler.as_pin_mut() else {
-            return Poll::Ready(Outcome::Panicked);
+        let polled = match self.project().handler.project() {
+            HandlerProjection::Routed { routed } => match routed.as_pin_mut() {
+                Some(routed) => catch_unwind(AssertUnwindSafe(|| routed.poll(cx)))
+                    .map(|poll| poll.map(|Ok(response)| response)),
+                None => return Poll::Ready(Outcome::Panicked),
+            },
+            HandlerProjection::Hot { answer } => {
+                catch_unwind(AssertUnwindSafe(|| answer.as_mut().poll(cx)))
+            }
         };
-        match catch_unwind(AssertUnwindSafe(|| handler.poll(cx))) {
-            Ok(Poll::Ready(Ok(response))) => Poll::Ready(Outcome::Answered(response)),
-            Ok(Poll::Ready(Err(never))) => match never {},
+        match polled {
+            Ok(Poll::Ready(response)) => Poll::Ready(Outcome::Answered(response)),
             Ok(Poll::Pending) => Poll::Pending,
             Err(_) => Poll::Ready(Outcome::Panicked),
         }

@@ -3,12 +3,14 @@
 
 mod access_log;
 mod front;
+mod hot;
 mod log_buffer;
 mod observe;
 mod tls;
 
 pub use access_log::write_to as write_access_log_to;
 pub use front::Front;
+pub use hot::HotRoutes;
 pub use log_buffer::{LogBuffer, LogFlusher};
 pub use observe::{Metrics, metrics};
 pub use tls::{CertStore, TlsError};
@@ -53,9 +55,9 @@ pub fn app(service: Arc<AuthService>, settings: &Settings) -> App {
     let readiness: Arc<dyn api::Readiness> = Arc::new(gateway.clone());
     let router = api::router(service.clone())
         .merge(observe::metrics_router())
-        .merge(gateway.router(settings, service))
+        .merge(gateway.router(settings, service.clone()))
         .layer(Extension(readiness));
-    layered(router, &settings.server)
+    layered(router, &settings.server).with_hot_routes(HotRoutes::new(service))
 }
 
 /// Wraps any router (the API, or an app that embeds it) in what the server does around each
