@@ -88,13 +88,16 @@ where
         }
         let method = req.method().clone();
         let uri = req.uri().clone();
-        let hot = match &self.hot {
-            Some(hot) => hot.dispatch(req),
-            None => Err(req),
-        };
+        let hot = self
+            .hot
+            .as_ref()
+            .and_then(|hot| Some((hot, hot.route(&req)?)));
         let (route, handler) = match hot {
-            Ok((route, answer)) => (Some(Route::Exact(route)), Handler::Hot { answer }),
-            Err(req) => {
+            Some((hot, route)) => {
+                let answer = hot.answer(route, req);
+                (Some(Route::Exact(route)), Handler::Hot { answer })
+            }
+            None => {
                 let inner = &mut self.inner;
                 let routed = catch_unwind(AssertUnwindSafe(|| inner.call(req))).ok();
                 (None, Handler::Routed { routed })

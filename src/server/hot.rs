@@ -28,23 +28,25 @@ impl HotRoutes {
         HotRoutes { service }
     }
 
-    /// The answer to `req` and the route it is counted under, or `req` back when it is not
-    /// one of these routes.
-    pub fn dispatch(&self, req: Request) -> Result<(&'static str, HotFuture), Request> {
-        let state = self.service.clone();
-        let route = match (req.method(), req.uri().path()) {
+    /// The hot route `req` is for, if any.
+    pub fn route(&self, req: &Request) -> Option<&'static str> {
+        Some(match (req.method(), req.uri().path()) {
             (&Method::GET, "/api/auth/check") => "/api/auth/check",
             (&Method::GET, "/api/users/me/") => "/api/users/me/",
             (&Method::GET, "/api/users/me") => "/api/users/me",
             (&Method::POST, "/api/token/verify/") => "/api/token/verify/",
             (&Method::POST, "/api/token/verify") => "/api/token/verify",
-            _ => return Err(req),
-        };
-        let answer = match route {
+            _ => return None,
+        })
+    }
+
+    /// The answer to `req`, a request for `route`.
+    pub fn answer(&self, route: &'static str, req: Request) -> HotFuture {
+        let state = self.service.clone();
+        match route {
             "/api/auth/check" => Handler::call(forward_auth, req, state),
             "/api/users/me/" | "/api/users/me" => Handler::call(users::me, req, state),
             _ => Handler::call(token::verify, req, state),
-        };
-        Ok((route, answer))
+        }
     }
 }
