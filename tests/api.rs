@@ -879,3 +879,95 @@ async fn a_panicking_handler_costs_one_500_and_the_server_goes_on() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// The hot routes (answered before the router by the full server) answer exactly as the router
+/// alone does, which is what an app embedding `layered` gets.
+#[tokio::test]
+async fn hot_routes_answer_as_the_router_does() {
+    let s = TestServer::start().await;
+    s.create_user("hu", "pw").await;
+    let (refresh, access) = s.login("hu", "pw").await;
+    let settings = handstamp::Settings::default();
+    let router = handstamp::api::router(s.service.clone())
+        .merge(handstamp::gateway::Gateway::new(&settings).router(&settings, s.service.clone()));
+    let listeners = handstamp::server::bind(&["127.0.0.1:0".into()])
+        .await
+        .unwrap();
+    let routed_addr = listeners[0].local_addr().unwrap();
+    let app = handstamp::server::layered(router, &settings.server);
+    tokio::spawn(handstamp::server::serve(
+        listeners,
+        app,
+        std::future::pending(),
+    ));
+
+    let bearer = |token: &str| format!("Bearer {token}");
+    let json_body = |token: &str| json!({ "token": token }).to_string();
+    // Method, path, Authorization header, (content type, body).
+    type Body = Option<(&'static str, String)>;
+    let cases: Vec<(&str, &str, Option<String>, Body)> = vec![
+        ("GET", "/api/auth/check", Some(bearer(&access)), None),
+        ("GET", "/api/auth/check", None, None),
+        ("GET", "/api/auth/check", Some(bearer(&refresh)), None),
+        ("GET", "/api/users/me/", Some(bearer(&access)), None),
+        ("GET", "/api/users/me", Some(bearer(&access)), None),
+        ("GET", "/api/users/me/", Some("Bearer a b".into()), None),
+        (
+            "POST",
+            "/api/token/verify/",
+            None,
+            Some(("application/json", json_body(&access))),
+        ),
+        (
+            "POST",
+            "/api/token/verify",
+            None,
+            Some(("application/json", json_body("x.y.z"))),
+        ),
+        (
+            "POST",
+            "/api/token/verify/",
+            None,
+            Some(("application/json", "{".into())),
+        ),
+        (
+            "POST",
+            "/api/token/verify/",
+            None,
+            Some(("text/plain", "token".into())),
+        ),
+        ("POST", "/api/token/verify/", None, None),
+    ];
+    for (method, path, authorization, body) in cases {
+        let mut answers = Vec::new();
+        for base in [s.url(""), format!("http://{routed_addr}")] {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let mut request = s.client.request(method, format!("{base}{path}"));
+            if let Some(authorization) = &authorization {
+                request = request.header("Authorization", authorization);
+            }
+            if let Some((content_type, body)) = &body {
+                request = request
+                    .header(CONTENT_TYPE, *content_type)
+                    .body(body.clone());
+            }
+            let r = request.send().await.unwrap();
+            let header = |name: &str| {
+                r.headers()
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_owned())
+            };
+            let headers = [
+                header(CONTENT_TYPE.as_str()),
+                header(WWW_AUTHENTICATE.as_str()),
+                header("x-handstamp-user-id"),
+                header("x-frame-options"),
+            ];
+            answers.push((r.status(), headers, r.text().await.unwrap()));
+        }
+        assert_eq!(
+            answers[0], answers[1],
+            "{method} {path} {authorization:?} {body:?}"
+        );
+    }
+}

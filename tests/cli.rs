@@ -97,11 +97,12 @@ impl Served {
         read_response(&mut stream)
     }
 
-    fn wait_for_line(&self, needle: &str) {
+    /// The next log line containing `needle`.
+    fn wait_for_line(&self, needle: &str) -> String {
         loop {
             let line = self.lines.recv().expect("server exited");
             if line.contains(needle) {
-                return;
+                return line;
             }
         }
     }
@@ -516,12 +517,7 @@ fn text_access_log_lines_name_the_request_and_leave_out_the_query() {
     .unwrap();
     let (status, _) = read_response(&mut stream);
     assert_eq!(status, 401);
-    let line = loop {
-        let line = server.lines.recv().unwrap();
-        if line.contains("txt-1") {
-            break line;
-        }
-    };
+    let line = server.wait_for_line("txt-1");
     let (timestamp, rest) = line.split_once("  ").unwrap();
     assert!(humantime::parse_rfc3339(timestamp).is_ok(), "{line}");
     let prefix = r#"INFO handstamp::access: request_id=txt-1 method=GET path="/api/users/me/" status=401 micros="#;
@@ -542,12 +538,7 @@ fn json_access_log_lines_carry_the_request_id() {
     .unwrap();
     let (status, _) = read_response(&mut stream);
     assert_eq!(status, 200);
-    let line = loop {
-        let line = server.lines.recv().unwrap();
-        if line.contains("req-4242") {
-            break line;
-        }
-    };
+    let line = server.wait_for_line("req-4242");
     let entry: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
     assert_eq!(entry["fields"]["status"], 200, "{entry}");
     assert_eq!(entry["fields"]["path"], "/healthz");
@@ -628,11 +619,6 @@ fn log_lines_written_during_a_request_carry_its_id() {
     .unwrap();
     let (status, _) = read_response(&mut stream);
     assert_eq!(status, 502);
-    let line = loop {
-        let line = server.lines.recv().unwrap();
-        if line.contains("backend request failed") {
-            break line;
-        }
-    };
+    let line = server.wait_for_line("backend request failed");
     assert!(line.contains("request_id=trace-77"), "{line}");
 }

@@ -51,13 +51,7 @@ async fn metrics_count_logins_tokens_and_requests() {
     let r = s.client.get(s.url("/api/users/me/")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let (_, access) = s.login("mo", "pw").await;
-    let r = s
-        .client
-        .get(s.url("/api/auth/check"))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
+    let r = s.get_bearer("/api/auth/check", &access).await;
     assert_eq!(r.status(), 200);
 
     let text = scrape(&s).await;

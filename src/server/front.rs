@@ -95,7 +95,7 @@ where
         let (route, handler) = match hot {
             Some((hot, route)) => {
                 let answer = hot.answer(route, req);
-                (Some(Route::Exact(route)), Handler::Hot { answer })
+                (Some(Route::Exact(route.path)), Handler::Hot { answer })
             }
             None => {
                 let inner = &mut self.inner;
