@@ -97,6 +97,17 @@ impl Served {
         read_response(&mut stream)
     }
 
+    /// `GET path` with the request id `id`; the answer's status.
+    fn get_with_request_id(&self, path: &str, id: &str) -> u16 {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nX-Request-Id: {id}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        read_response(&mut stream).0
+    }
+
     /// The next log line containing `needle`.
     fn wait_for_line(&self, needle: &str) -> String {
         loop {
@@ -509,14 +520,10 @@ async fn sighup_swaps_the_certificate_without_dropping_connections() {
 fn text_access_log_lines_name_the_request_and_leave_out_the_query() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path(), &[]);
-    let mut stream = TcpStream::connect(&server.addr).unwrap();
-    write!(
-        stream,
-        "GET /api/users/me/?token=secret HTTP/1.1\r\nHost: x\r\nX-Request-Id: txt-1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let (status, _) = read_response(&mut stream);
-    assert_eq!(status, 401);
+    assert_eq!(
+        server.get_with_request_id("/api/users/me/?token=secret", "txt-1"),
+        401
+    );
     let line = server.wait_for_line("txt-1");
     let (timestamp, rest) = line.split_once("  ").unwrap();
     assert!(humantime::parse_rfc3339(timestamp).is_ok(), "{line}");
@@ -530,14 +537,7 @@ fn text_access_log_lines_name_the_request_and_leave_out_the_query() {
 fn json_access_log_lines_carry_the_request_id() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path(), &[("HANDSTAMP_LOG_FORMAT", "json")]);
-    let mut stream = TcpStream::connect(&server.addr).unwrap();
-    write!(
-        stream,
-        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: req-4242\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let (status, _) = read_response(&mut stream);
-    assert_eq!(status, 200);
+    assert_eq!(server.get_with_request_id("/healthz", "req-4242"), 200);
     let line = server.wait_for_line("req-4242");
     let entry: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
     assert_eq!(entry["fields"]["status"], 200, "{entry}");
@@ -611,14 +611,7 @@ fn log_lines_written_during_a_request_carry_its_id() {
     )
     .unwrap();
     let server = serve(d, &[]);
-    let mut stream = TcpStream::connect(&server.addr).unwrap();
-    write!(
-        stream,
-        "GET /app/x HTTP/1.1\r\nHost: x\r\nX-Request-Id: trace-77\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let (status, _) = read_response(&mut stream);
-    assert_eq!(status, 502);
+    assert_eq!(server.get_with_request_id("/app/x", "trace-77"), 502);
     let line = server.wait_for_line("backend request failed");
     assert!(line.contains("request_id=trace-77"), "{line}");
 }
