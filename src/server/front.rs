@@ -7,14 +7,15 @@
 //! 18 000 instructions a request for the stack of layers).
 
 use super::hot::{HotFuture, HotRoutes};
-use super::observe;
+use super::{Tls, observe};
 use crate::request_id::{self, REQUEST_ID, Route, Scope};
 use axum::body::HttpBody as _;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -79,7 +80,29 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request) -> Self::Future {
+    fn call(&mut self, req: Request) -> Self::Future {
+        self.serve(req, None)
+    }
+}
+
+/// The connection a request arrived on. Only routes behind the router read it, as axum's
+/// `ConnectInfo` and our [`Tls`] extensions; hot routes never do and skip inserting them.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+impl<S> Front<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    /// Serves a request that arrived from `peer`.
+    pub fn call_from(&mut self, req: Request, peer: Peer) -> Served<S::Future> {
+        self.serve(req, Some(peer))
+    }
+
+    fn serve(&mut self, mut req: Request, peer: Option<Peer>) -> Served<S::Future> {
         let started = Instant::now();
         let id = request_id::from_headers(req.headers());
         // Axum's extractors read the limit from the request; a request without a body needs none.
@@ -98,6 +121,12 @@ where
                 (Some(Route::Exact(route.path)), Handler::Hot { answer })
             }
             None => {
+                if let Some(peer) = peer {
+                    req.extensions_mut().insert(ConnectInfo(peer.addr));
+                    if peer.tls {
+                        req.extensions_mut().insert(Tls(true));
+                    }
+                }
                 let inner = &mut self.inner;
                 let routed = catch_unwind(AssertUnwindSafe(|| inner.call(req))).ok();
                 (None, Handler::Routed { routed })

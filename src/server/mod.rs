@@ -6,10 +6,11 @@ mod front;
 mod hot;
 mod log_buffer;
 mod observe;
+mod request_metrics;
 mod tls;
 
 pub use access_log::write_to as write_access_log_to;
-pub use front::Front;
+pub use front::{Front, Peer};
 pub use hot::HotRoutes;
 pub use log_buffer::{LogBuffer, LogFlusher};
 pub use observe::{Metrics, metrics};
@@ -20,7 +21,6 @@ use crate::config::{ServerSettings, Settings};
 use crate::gateway::Gateway;
 use crate::service::AuthService;
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::{Extension, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -28,7 +28,6 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
-use tower::Service;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -257,13 +256,10 @@ impl Connection {
     {
         let app = self.app.clone();
         let service =
-            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                if tls {
-                    req.extensions_mut().insert(Tls(true));
-                }
-                // The router is always ready: no `poll_ready` needed before `call`.
-                app.clone().call(req.map(Body::new))
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                // The router is always ready: no `poll_ready` needed before calling it.
+                let peer = Peer { addr: peer, tls };
+                app.clone().call_from(req.map(Body::new), peer)
             });
         let conn = self
             .builder
