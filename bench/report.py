@@ -22,6 +22,8 @@ ROWS = {
     "verify": ("verify: `POST /api/token/verify/` (naive `/verify`)", "rps", statistics.fmean),
     "stateless": ("stateless protected: `GET /api/auth/check` (naive `/check`)", "rps", statistics.fmean),
     "me": ("me: `GET /api/users/me/` (naive: `/check`, its only protected route)", "rps", statistics.fmean),
+    "ceiling": ("ceiling: `GET /healthz`, a fixed answer, no token (the most this setup measures)", "rps",
+                statistics.fmean),
     "refresh": ("refresh with rotation + blacklist", "rps", statistics.fmean),
     "login": ("login (naive: Argon2id hash alone, `hashrate`, verifications/s)", "rps", statistics.fmean),
     "flood_verify": ("verify during a login flood (64 connections logging in)", "rps", statistics.fmean),

@@ -21,7 +21,7 @@ case "${1:-}" in
   -h | --help) usage; exit 0 ;;
   *) usage; exit 2 ;;
 esac
-ROUNDS=2           # measurements per scenario and server (mean reported)
+ROUNDS=3           # measurements per scenario and server (mean reported)
 STARTUP_RUNS=5     # startup measurements per server (median reported)
 CONNECTIONS=32
 FLOOD_CONNECTIONS=64
@@ -47,6 +47,9 @@ declare -A ROUTE=(
   [me:hs]="bearer /api/users/me/"
   [me:naive]="bearer /check"
   [me:django]="bearer /api/users/me/"
+  [ceiling:hs]="get /healthz"
+  [ceiling:naive]="get /healthz"
+  [ceiling:django]="get /healthz"
   [refresh:hs]="refresh /api/token/refresh/"
   [refresh:django]="refresh /api/token/refresh/"
   [login:hs]="login /api/token/"
@@ -305,6 +308,7 @@ lua_args() {
   read -r mode path <<<"${ROUTE[$scenario:$s]}"
   case $mode in
     verify | bearer) ARGS=("$mode" "$path" "$(mint_access "$s")") ;;
+    get) ARGS=("$mode" "$path") ;;
     login) ARGS=("$mode" "$path" "$USERNAME" "$PASSWORD") ;;
     refresh)
       local file="$WORK/refresh-$s-$round.txt"
@@ -435,7 +439,7 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for s in "${SERVERS[@]}"; do start_server "$s"; done
 log "servers up: hs pid ${PID[hs]}, naive pid ${PID[naive]}, django pid ${PID[django]}"
 
-for scenario in verify stateless me refresh login; do
+for scenario in verify stateless me ceiling refresh login; do
   log "scenario $scenario (${DURATION_S}s, $CONNECTIONS connections, $ROUNDS rounds)"
   for round in $(seq 1 "$ROUNDS"); do
     for s in $(servers_for "$scenario"); do

@@ -2,6 +2,7 @@
 --
 --   wrk ... -s bench/scenario.lua URL -- verify  PATH ACCESS_TOKEN     POST {"token": ACCESS_TOKEN}
 --   wrk ... -s bench/scenario.lua URL -- bearer  PATH ACCESS_TOKEN     GET with Authorization: Bearer
+--   wrk ... -s bench/scenario.lua URL -- get     PATH                  GET, nothing else
 --   wrk ... -s bench/scenario.lua URL -- refresh PATH TOKENS_FILE      POST {"refresh": ...}, one
 --                                                                      never-used token a request
 --   wrk ... -s bench/scenario.lua URL -- login   PATH USERNAME PASSWORD
@@ -42,6 +43,8 @@ function init(args)
     fixed_request = wrk.format("POST", path, json_headers, '{"token":' .. json_string(args[3]) .. '}')
   elseif mode == "bearer" then
     fixed_request = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. args[3] })
+  elseif mode == "get" then
+    fixed_request = wrk.format("GET", path)
   elseif mode == "login" then
     fixed_request = wrk.format("POST", path, json_headers,
       '{"username":' .. json_string(args[3]) .. ',"password":' .. json_string(args[4]) .. '}')
