@@ -13,12 +13,26 @@ use crate::error::ApiError;
 use crate::service::AuthService;
 use axum::http::Method;
 use axum::routing::{MethodRouter, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Serialize;
 use std::sync::Arc;
 
 /// Every route of the token API, health checks included, with JSON 404s.
 pub fn router(service: Arc<AuthService>) -> Router {
+    routes(service, None)
+}
+
+/// [`router`], with `/readyz` also listing what `others` reports down (the gateway's backends).
+pub fn router_reporting(service: Arc<AuthService>, others: Arc<dyn Readiness>) -> Router {
+    routes(service, Some(others))
+}
+
+fn routes(service: Arc<AuthService>, others: Option<Arc<dyn Readiness>>) -> Router {
+    let mut readyz = get(health::readyz).fallback(not_allowed);
+    if let Some(others) = others {
+        // On this route alone: an extension layer on the router would cost every request.
+        readyz = readyz.layer(Extension(others));
+    }
     let token_route = |handler: MethodRouter<_>, name| {
         handler
             .options(move || metadata(name))
@@ -48,7 +62,7 @@ pub fn router(service: Arc<AuthService>) -> Router {
                 .fallback(not_allowed_once_authenticated),
         ),
         ("/healthz", get(health::healthz).fallback(not_allowed)),
-        ("/readyz", get(health::readyz).fallback(not_allowed)),
+        ("/readyz", readyz),
     ];
     let mut router = Router::new();
     for (path, route) in routes {

@@ -20,8 +20,8 @@ use crate::api;
 use crate::config::{ServerSettings, Settings};
 use crate::gateway::Gateway;
 use crate::service::AuthService;
+use axum::Router;
 use axum::body::Body;
-use axum::{Extension, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -52,10 +52,9 @@ pub fn app(service: Arc<AuthService>, settings: &Settings) -> App {
     let gateway = Gateway::new(settings);
     gateway.start_health_checks();
     let readiness: Arc<dyn api::Readiness> = Arc::new(gateway.clone());
-    let router = api::router(service.clone())
+    let router = api::router_reporting(service.clone(), readiness)
         .merge(observe::metrics_router())
-        .merge(gateway.router(settings, service.clone()))
-        .layer(Extension(readiness));
+        .merge(gateway.router(settings, service.clone()));
     layered(router, &settings.server).with_hot_routes(HotRoutes::new(service))
 }
 
