@@ -25,7 +25,8 @@ use tokio::time::Sleep;
 use tower::Service;
 
 /// Headers on every response, as Django's security middleware sends them.
-const SECURITY_HEADERS: [(HeaderName, HeaderValue); 4] = [
+const SECURITY_HEADER_COUNT: usize = 4;
+const SECURITY_HEADERS: [(HeaderName, HeaderValue); SECURITY_HEADER_COUNT] = [
     (
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -40,6 +41,10 @@ const SECURITY_HEADERS: [(HeaderName, HeaderValue); 4] = [
         HeaderValue::from_static("same-origin"),
     ),
 ];
+
+/// How many headers [`Front`] adds to every response: a handler that builds its own header map
+/// can make room for them up front.
+pub const FRONT_HEADERS: usize = SECURITY_HEADER_COUNT + 1;
 
 /// `inner` (a router) with everything the server does around each request.
 #[derive(Clone)]
@@ -206,7 +211,7 @@ where
         });
         let headers = response.headers_mut();
         // Grown once, not header by header.
-        headers.reserve(SECURITY_HEADERS.len() + 1);
+        headers.reserve(FRONT_HEADERS);
         for (name, value) in &SECURITY_HEADERS {
             headers.insert(name, value.clone());
         }
