@@ -529,6 +529,7 @@ async fn verify_accepts_any_valid_token_and_reports_blacklisting() {
     let untyped = hs256(json!({"exp": t + 60, "jti": "e".repeat(32)}));
     for token in [&access, &refresh, &untyped] {
         let r = s.post("/api/token/verify/", json!({"token": token})).await;
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
         assert_eq!(reply(r).await, (200, json!({})));
     }
     let no_id = hs256(json!({"token_type": "access", "exp": t + 60}));

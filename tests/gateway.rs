@@ -493,6 +493,7 @@ async fn forward_auth_checks_tokens_without_the_database() {
         .await
         .unwrap();
     assert_eq!(r.headers()["x-handstamp-user-id"], "1");
+    assert_eq!(r.headers()["content-type"], "application/json");
     assert_eq!(reply(r).await, (200, json!({"user_id": "1"})));
     // Deleting the user does not matter here: the token alone is checked.
     s.service.store().delete_user("user").await.unwrap();

@@ -2,11 +2,11 @@
 
 use super::Payload;
 use crate::error::ApiError;
+use crate::server;
 use crate::service::{AuthService, Refreshed, ServiceError, TokenPair};
 use axum::Json;
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::StatusCode;
 use axum::response::Response;
 use std::sync::Arc;
 
@@ -14,12 +14,7 @@ type Service = State<Arc<AuthService>>;
 
 /// simplejwt's `{}`, as static bytes: verify answers it on every valid token.
 fn empty() -> Response {
-    let mut response = Response::new(Body::from("{}"));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    server::json_response(StatusCode::OK, "{}", 0)
 }
 
 pub async fn obtain(

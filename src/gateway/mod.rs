@@ -12,10 +12,8 @@ use crate::config::Settings;
 use crate::server;
 use crate::service::AuthService;
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{any, get};
 use proxy::Upstream;
@@ -107,14 +105,9 @@ pub(crate) async fn forward_auth(auth: Authenticated) -> Response {
         user_id: &auth.user_id,
     };
     let body = serde_json::to_vec(&identity).expect("a string always serializes");
-    // Sized for the headers every response gets from `Front` too: growing the map afterwards
-    // cost a reallocation and a rehash on every check.
-    let mut headers = HeaderMap::with_capacity(2 + server::FRONT_HEADERS);
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut response = server::json_response(StatusCode::OK, body, 1);
     if let Ok(value) = HeaderValue::from_str(&auth.user_id) {
-        headers.insert(USER_ID, value);
+        response.headers_mut().insert(USER_ID, value);
     }
-    let mut response = Response::new(Body::from(body));
-    *response.headers_mut() = headers;
     response
 }

@@ -9,10 +9,11 @@
 use super::hot::{HotFuture, HotRoutes};
 use super::{Tls, observe};
 use crate::request_id::{self, REQUEST_ID, Route, Scope};
+use axum::body::Body;
 use axum::body::HttpBody as _;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::Response;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -42,9 +43,23 @@ const SECURITY_HEADERS: [(HeaderName, HeaderValue); SECURITY_HEADER_COUNT] = [
     ),
 ];
 
-/// How many headers [`Front`] adds to every response: a handler that builds its own header map
-/// can make room for them up front.
-pub const FRONT_HEADERS: usize = SECURITY_HEADER_COUNT + 1;
+/// How many headers [`Front`] adds to every response.
+const FRONT_HEADERS: usize = SECURITY_HEADER_COUNT + 1;
+
+/// A JSON response from an already serialized `body`, its header map sized for `extra` headers
+/// of the caller's and the ones [`Front`] adds: growing the map afterwards would cost a
+/// reallocation and a rehash on every such response.
+pub fn json_response(status: StatusCode, body: impl Into<Body>, extra: usize) -> Response {
+    let mut headers = HeaderMap::with_capacity(1 + extra + FRONT_HEADERS);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
 
 /// `inner` (a router) with everything the server does around each request.
 #[derive(Clone)]
@@ -189,15 +204,17 @@ where
             Outcome::Panicked => {
                 let id = id.to_str().unwrap_or("-");
                 tracing::error!(request_id = id, "handler panicked");
-                json_error(
+                json_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     r#"{"detail":"A server error occurred."}"#,
+                    0,
                 )
             }
             // As a proxy in front of a slow app would answer.
-            Outcome::TimedOut => json_error(
+            Outcome::TimedOut => json_response(
                 StatusCode::GATEWAY_TIMEOUT,
                 r#"{"detail":"The request took too long."}"#,
+                0,
             ),
         };
         let elapsed = this.started.elapsed();
@@ -267,8 +284,4 @@ where
             Err(_) => Poll::Ready(Outcome::Panicked),
         }
     }
-}
-
-fn json_error(status: StatusCode, body: &'static str) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

@@ -89,7 +89,8 @@ pub fn record(route: &str, status: u16, elapsed: Duration) {
 /// Both families in Prometheus' text exposition format, routes and statuses in order.
 pub fn render() -> String {
     let routes = ROUTES.read().unwrap_or_else(|e| e.into_inner());
-    let mut names: Vec<&str> = routes.keys().map(|name| &**name).collect();
+    // Each route with its label value, in order.
+    let mut names: Vec<(&str, String)> = routes.keys().map(|name| (&**name, label(name))).collect();
     names.sort_unstable();
     let mut out = String::new();
     // Writing to a String cannot fail.
@@ -98,9 +99,8 @@ pub fn render() -> String {
         "# HELP {REQUESTS} HTTP requests answered, by route and status."
     );
     let _ = writeln!(out, "# TYPE {REQUESTS} counter");
-    for &name in &names {
-        let route = label(name);
-        let mut statuses: Vec<(u16, u64)> = routes[name]
+    for (name, route) in &names {
+        let mut statuses: Vec<(u16, u64)> = routes[*name]
             .by_status
             .iter()
             .map(|(status, count)| (*status, count.load(Relaxed)))
@@ -118,9 +118,8 @@ pub fn render() -> String {
         "\n# HELP {LATENCY} Time to answer HTTP requests, by route."
     );
     let _ = writeln!(out, "# TYPE {LATENCY} histogram");
-    for &name in &names {
-        let route = label(name);
-        let figures = &routes[name];
+    for (name, route) in &names {
+        let figures = &routes[*name];
         let mut cumulative = 0;
         for (i, bucket) in figures.buckets.iter().enumerate() {
             cumulative += bucket.load(Relaxed);
@@ -162,6 +161,12 @@ mod tests {
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
+    /// The cumulative count of `route`'s latency bucket `le`.
+    fn bucket(text: &str, route: &str, le: &str) -> Option<u64> {
+        let series = format!(r#"{LATENCY}_bucket{{route="{route}",le="{le}"}}"#);
+        sample(text, &series)
+    }
+
     #[test]
     fn counts_by_status_and_buckets_latency_cumulatively() {
         let route = "/test/counts";
@@ -178,12 +183,7 @@ mod tests {
         assert_eq!(requests(200), Some(2));
         assert_eq!(requests(401), Some(1));
         assert_eq!(requests(500), None);
-        let bucket = |le: &str| {
-            sample(
-                &text,
-                &format!(r#"{LATENCY}_bucket{{route="{route}",le="{le}"}}"#),
-            )
-        };
+        let bucket = |le| bucket(&text, route, le);
         assert_eq!(bucket("0.0005"), Some(1));
         assert_eq!(bucket("0.0025"), Some(1));
         assert_eq!(bucket("0.005"), Some(2));
@@ -205,12 +205,7 @@ mod tests {
         let route = "/test/bounds";
         record(route, 200, Duration::from_millis(1));
         let text = render();
-        let bucket = |le: &str| {
-            sample(
-                &text,
-                &format!(r#"{LATENCY}_bucket{{route="{route}",le="{le}"}}"#),
-            )
-        };
+        let bucket = |le| bucket(&text, route, le);
         assert_eq!(bucket("0.0005"), Some(0));
         assert_eq!(bucket("0.001"), Some(1));
     }
