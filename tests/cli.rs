@@ -97,6 +97,18 @@ impl Served {
         read_response(&mut stream)
     }
 
+    /// `GET path` with `Authorization: Bearer token`: status and JSON body.
+    fn get_bearer(&self, path: &str, token: &Value) -> (u16, Value) {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        let token = token.as_str().unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        read_response(&mut stream)
+    }
+
     /// `GET path` with the request id `id`; the answer's status.
     fn get_with_request_id(&self, path: &str, id: &str) -> u16 {
         let mut stream = TcpStream::connect(&self.addr).unwrap();
@@ -273,6 +285,43 @@ fn serve_logs_in_users_created_by_the_cli_and_keeps_its_key() {
     let (status, _) = server.post("/api/token/verify/", json!({"token": pair["access"]}));
     assert_eq!(status, 200);
     server.wait_for_line("status=200");
+}
+
+#[test]
+fn a_running_server_sees_user_changes_made_by_the_cli_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(
+        run(d, &["user", "create", "gus", "--password-stdin"], "old\n")
+            .status
+            .success()
+    );
+    let server = serve(d, &[]);
+    let login = |password: &str| {
+        server.post(
+            "/api/token/",
+            json!({"username": "gus", "password": password}),
+        )
+    };
+    let (status, pair) = login("old");
+    assert_eq!(status, 200, "{pair}");
+    let me = || server.get_bearer("/api/users/me/", &pair["access"]);
+    assert_eq!(me().0, 200);
+    for round in 0..3 {
+        assert!(run(d, &["user", "deactivate", "gus"], "").status.success());
+        let inactive = json!({"detail": "User is inactive", "code": "user_inactive"});
+        assert_eq!(me(), (401, inactive), "round {round}");
+        assert!(run(d, &["user", "activate", "gus"], "").status.success());
+        assert_eq!(me().0, 200, "round {round}");
+    }
+    let set = run(
+        d,
+        &["user", "set-password", "gus", "--password-stdin"],
+        "new\n",
+    );
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    assert_eq!(login("old").0, 401);
+    assert_eq!(login("new").0, 200);
 }
 
 #[test]
