@@ -37,6 +37,16 @@ fn run(dir: &Path, args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `handstamp user create name --password-stdin`, which must succeed.
+fn create_user(dir: &Path, name: &str, password: &str) {
+    let out = run(
+        dir,
+        &["user", "create", name, "--password-stdin"],
+        &format!("{password}\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -271,11 +281,7 @@ fn user_commands_manage_users() {
 fn serve_logs_in_users_created_by_the_cli_and_keeps_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    assert!(
-        run(d, &["user", "create", "carl", "--password-stdin"], "pw\n")
-            .status
-            .success()
-    );
+    create_user(d, "carl", "pw");
     let server = serve(d, &[]);
     let (status, pair) = server.post("/api/token/", json!({"username": "carl", "password": "pw"}));
     assert_eq!(status, 200, "{pair}");
@@ -291,11 +297,7 @@ fn serve_logs_in_users_created_by_the_cli_and_keeps_its_key() {
 fn a_running_server_sees_user_changes_made_by_the_cli_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    assert!(
-        run(d, &["user", "create", "gus", "--password-stdin"], "old\n")
-            .status
-            .success()
-    );
+    create_user(d, "gus", "old");
     let server = serve(d, &[]);
     let login = |password: &str| {
         server.post(
@@ -328,11 +330,7 @@ fn a_running_server_sees_user_changes_made_by_the_cli_at_once() {
 fn settings_come_from_file_and_environment_and_bad_ones_stop_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    assert!(
-        run(d, &["user", "create", "dana", "--password-stdin"], "pw\n")
-            .status
-            .success()
-    );
+    create_user(d, "dana", "pw");
     std::fs::write(
         d.join("handstamp.toml"),
         "[jwt]\naccess_token_lifetime = \"2m\"\nrefresh_token_lifetime = \"2d\"\n",
@@ -401,11 +399,7 @@ fn settings_come_from_file_and_environment_and_bad_ones_stop_start_up() {
 fn sigterm_lets_the_request_in_flight_finish() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    assert!(
-        run(d, &["user", "create", "erin", "--password-stdin"], "pw\n")
-            .status
-            .success()
-    );
+    create_user(d, "erin", "pw");
     let server = serve(d, &[]);
     let body = json!({"username": "erin", "password": "pw"}).to_string();
     let mut stream = TcpStream::connect(&server.addr).unwrap();
@@ -435,11 +429,7 @@ fn sigterm_lets_the_request_in_flight_finish() {
 fn a_rotation_answered_200_survives_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    assert!(
-        run(d, &["user", "create", "fay", "--password-stdin"], "pw\n")
-            .status
-            .success()
-    );
+    create_user(d, "fay", "pw");
     let server = serve(d, &[]);
     let (_, pair) = server.post("/api/token/", json!({"username": "fay", "password": "pw"}));
     let (status, rotated) = server.post("/api/token/refresh/", json!({"refresh": pair["refresh"]}));
