@@ -108,6 +108,27 @@ fn server_error(error: &dyn std::error::Error) -> Response {
     )
 }
 
+/// 503 with `Retry-After`: a passing condition on our side, worth trying again shortly.
+fn unavailable(detail: &str) -> Response {
+    let mut response = json(StatusCode::SERVICE_UNAVAILABLE, Detail { detail });
+    let retry_after = HeaderValue::from_static("1");
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, retry_after);
+    response
+}
+
+/// A database that cannot be used for now answers 503; any other store failure is a defect.
+fn store_error(error: &StoreError) -> Response {
+    match error {
+        StoreError::Unavailable(_) => {
+            tracing::debug!(request_id = %crate::request_id::current(), %error, "request refused");
+            unavailable("The database is unavailable.")
+        }
+        _ => server_error(error),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let text = self.to_string();
@@ -139,7 +160,7 @@ impl IntoResponse for ApiError {
                 ServiceError::BadCredentials | ServiceError::NoActiveAccountForToken => {
                     detail(StatusCode::UNAUTHORIZED)
                 }
-                ServiceError::Store(e) => server_error(e),
+                ServiceError::Store(e) => store_error(e),
                 ServiceError::Password(e) => server_error(e),
             },
             ApiError::Auth(e) => match e {
@@ -160,7 +181,7 @@ impl IntoResponse for ApiError {
                 AuthError::NoUserId => token_not_valid(&text),
                 AuthError::UserNotFound => auth_failed(&text, "user_not_found"),
                 AuthError::UserInactive => auth_failed(&text, "user_inactive"),
-                AuthError::Store(e) => server_error(e),
+                AuthError::Store(e) => store_error(e),
             },
         }
     }

@@ -72,11 +72,31 @@ pub enum StoreError {
     Migrate(String),
     #[error("the database writer has stopped")]
     WriterGone,
+    /// The file or the disk failing, not the query: full, unwritable, moved or replaced, locked
+    /// past the timeout. Passes once its cause (kept here) is gone; nothing was written.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(e.to_string())
+        use rusqlite::ErrorCode::*;
+        match e.sqlite_error_code() {
+            Some(
+                DiskFull
+                | SystemIoFailure
+                | ReadOnly
+                | CannotOpen
+                | PermissionDenied
+                | DatabaseBusy
+                | DatabaseLocked
+                | FileLockingProtocolFailed
+                | NoLargeFileSupport
+                | DatabaseCorrupt
+                | NotADatabase,
+            ) => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Database(e.to_string()),
+        }
     }
 }
 
@@ -84,8 +104,11 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Whether the database answers.
+    /// Whether the database answers, is still the file opened, and takes writes (when the
+    /// last write failed, a probe write tells whether it does again).
     async fn ping(&self) -> Result<()>;
+    /// Commits a real write, so that a read-only file or a full disk shows.
+    async fn check_writable(&self) -> Result<()>;
 
     async fn create_user(&self, user: NewUser, now: i64) -> Result<User>;
     async fn user_by_name(&self, username: &str) -> Result<Option<User>>;

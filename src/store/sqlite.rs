@@ -6,15 +6,22 @@
 //! each caller only after that commit. WAL mode lets the reads go on during a commit. Between
 //! commits the writer holds a read transaction open, which spares the readers' system calls (see
 //! [`hold_newest_snapshot`]).
+//!
+//! Faults: SQLite's errors of the file or the disk (full, read-only, I/O, cannot open, busy past
+//! the timeout) make the store unavailable rather than failed (`StoreError::Unavailable`). Before
+//! each commit the writer checks that the database and its WAL are still the files it opened
+//! (device and inode), so nothing is committed into a file that was deleted or replaced. The
+//! last batch's outcome is kept for [`Store::ping`], which probes with a write while it failed.
 
 use super::{NewUser, Outstanding, Refresh, RefreshOutcome, Result, Store, StoreError, User};
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior};
 use rusqlite_migration::{M, Migrations};
 use std::cell::RefCell;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, mpsc};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -48,12 +55,73 @@ fn user_from(row: &Row) -> rusqlite::Result<User> {
     })
 }
 
+/// A file's identity: device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId(u64, u64);
+
+impl FileId {
+    fn of(path: &Path) -> std::io::Result<FileId> {
+        let meta = std::fs::metadata(path)?;
+        Ok(FileId(meta.dev(), meta.ino()))
+    }
+}
+
+/// The database and WAL files the writer opened, and how its last batch went.
+#[derive(Debug)]
+struct Files {
+    opened: [(PathBuf, FileId); 2],
+    /// The last batch failed for want of the database.
+    failing: AtomicBool,
+}
+
+impl Files {
+    /// Notes the files `conn` has open, under the names SQLite resolved.
+    fn opened_by(conn: &Connection, path: &Path) -> Result<Files> {
+        let db = conn.path().map_or_else(|| path.to_owned(), PathBuf::from);
+        let mut wal = db.clone().into_os_string();
+        wal.push("-wal");
+        Ok(Files {
+            opened: [identified(db)?, identified(wal.into())?],
+            failing: AtomicBool::new(false),
+        })
+    }
+
+    /// Unavailable unless the paths still name the files opened: a commit into a file that was
+    /// deleted is lost at exit, and one into a replaced file is seen by nobody else.
+    fn check(&self) -> Result<()> {
+        for (path, opened) in &self.opened {
+            match FileId::of(path) {
+                Ok(id) if id == *opened => {}
+                Ok(_) => {
+                    let shown = path.display();
+                    let cause = format!("{shown} is no longer the file opened");
+                    return Err(StoreError::Unavailable(cause));
+                }
+                Err(e) => return Err(gone(path, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn identified(path: PathBuf) -> Result<(PathBuf, FileId)> {
+    let id = FileId::of(&path).map_err(|e| gone(&path, e))?;
+    Ok((path, id))
+}
+
+fn gone(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Unavailable(format!("{}: {e}", path.display()))
+}
+
 #[derive(Debug)]
 pub struct SqliteStore {
     /// Tells this store's reader connections apart from other stores' on the same thread.
     id: u64,
     path: PathBuf,
+    files: Arc<Files>,
     writer: mpsc::Sender<Box<dyn Job>>,
+    /// Held by the one readiness probe under way.
+    probe: tokio::sync::Mutex<()>,
 }
 
 impl SqliteStore {
@@ -61,19 +129,26 @@ impl SqliteStore {
     pub async fn open(path: &str) -> Result<Self> {
         let path = PathBuf::from(path.split('?').next().unwrap_or(path));
         let writer_path = path.clone();
-        let conn = tokio::task::spawn_blocking(move || open_writer(&writer_path))
-            .await
-            .map_err(|e| StoreError::Database(e.to_string()))??;
+        let (conn, files) = tokio::task::spawn_blocking(move || {
+            let conn = open_writer(&writer_path)?;
+            let files = Arc::new(Files::opened_by(&conn, &writer_path)?);
+            Ok::<_, StoreError>((conn, files))
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))??;
         let (writer, jobs) = mpsc::channel();
+        let writer_files = files.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(conn, jobs))
+            .spawn(move || write_loop(conn, jobs, &writer_files))
             .map_err(|e| StoreError::Database(e.to_string()))?;
         static IDS: AtomicU64 = AtomicU64::new(0);
         Ok(SqliteStore {
             id: IDS.fetch_add(1, Ordering::Relaxed),
             path,
+            files,
             writer,
+            probe: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -86,7 +161,10 @@ impl SqliteStore {
             let index = match readers.iter().position(|(id, _)| *id == self.id) {
                 Some(i) => i,
                 None => {
-                    readers.push((self.id, open_reader(&self.path)?));
+                    let conn = open_reader(&self.path)?;
+                    // The path may name another file by now.
+                    self.files.check()?;
+                    readers.push((self.id, conn));
                     readers.len() - 1
                 }
             };
@@ -185,7 +263,7 @@ where
 }
 
 /// Commits whatever has queued up, one transaction at a time, until every sender is gone.
-fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
+fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, files: &Files) {
     hold_newest_snapshot(&conn);
     while let Ok(first) = jobs.recv() {
         release_snapshot(&conn);
@@ -196,10 +274,21 @@ fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        let committed = commit(&mut conn, &mut batch);
+        let committed = commit(&mut conn, &mut batch, files);
         hold_newest_snapshot(&conn);
-        if let Err(error) = &committed {
-            tracing::error!(%error, jobs = batch.len(), "write batch failed");
+        // Said once when writes start failing and once when they work again, not every batch.
+        match &committed {
+            Err(error @ StoreError::Unavailable(_)) => {
+                if !files.failing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(%error, "database writes fail until the cause is gone");
+                }
+            }
+            Err(error) => tracing::error!(%error, jobs = batch.len(), "write batch failed"),
+            Ok(()) => {
+                if files.failing.swap(false, Ordering::Relaxed) {
+                    tracing::warn!("database writes work again");
+                }
+            }
         }
         for job in batch {
             job.finish(committed.clone());
@@ -230,11 +319,12 @@ fn release_snapshot(conn: &Connection) {
     }
 }
 
-fn commit(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> Result<()> {
+fn commit(conn: &mut Connection, batch: &mut [Box<dyn Job>], files: &Files) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for job in batch.iter_mut() {
         job.apply(&tx)?;
     }
+    files.check()?;
     tx.commit()?;
     Ok(())
 }
@@ -281,7 +371,27 @@ fn record(tx: &Transaction, token: &Outstanding) -> rusqlite::Result<()> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
-        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+        self.files.check()?;
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))?;
+        if self.files.failing.load(Ordering::Relaxed) {
+            // One probe at a time, however often readiness is asked.
+            let Ok(_probe) = self.probe.try_lock() else {
+                return Err(StoreError::Unavailable("the last write failed".into()));
+            };
+            self.check_writable().await?;
+        }
+        Ok(())
+    }
+
+    async fn check_writable(&self) -> Result<()> {
+        // A row added and removed in one transaction: nothing stays, but pages are written.
+        self.write(|tx| {
+            let name = "handstamp:write-check";
+            tx.execute("INSERT INTO secrets (name, value) VALUES (?, x'')", [name])?;
+            tx.execute("DELETE FROM secrets WHERE name = ?", [name])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn create_user(&self, user: NewUser, now: i64) -> Result<User> {

@@ -29,10 +29,14 @@ impl TestServer {
 
     /// Starts with the test key and whatever `tweak` changes in the settings.
     pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        Self::start_in(tempfile::tempdir().unwrap(), tweak).await
+    }
+
+    /// Starts with the database in `dir` (a filesystem the test set up, say).
+    pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Settings)) -> Self {
         let mut settings = Settings::default();
         settings.jwt.signing_key = Some(Secret(KEY.into()));
         tweak(&mut settings);
-        let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("test.sqlite3").display());
         let store = store::open(&url).await.unwrap();
         let service = Arc::new(AuthService::new(settings.jwt.clone(), store).await.unwrap());

@@ -1,0 +1,200 @@
+//! The database failing under a running server: moved away, made unwritable, out of space.
+//! Writes that cannot be made durable answer 503 with `Retry-After` (never 500, never a 200
+//! that is not on disk), `/readyz` answers 503 meanwhile, and both recover once the cause is gone.
+
+mod common;
+
+use common::{TestServer, reply};
+use reqwest::Response;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A server that rotates and blacklists refresh tokens, so that a refresh writes.
+async fn rotating_server(dir: tempfile::TempDir) -> TestServer {
+    TestServer::start_in(dir, |s| {
+        s.jwt.rotate_refresh_tokens = true;
+        s.jwt.blacklist_after_rotation = true;
+    })
+    .await
+}
+
+async fn refresh(server: &TestServer, token: &str) -> Response {
+    server
+        .post("/api/token/refresh/", json!({ "refresh": token }))
+        .await
+}
+
+async fn readyz(server: &TestServer) -> u16 {
+    let r = server.client.get(server.url("/readyz")).send().await;
+    r.unwrap().status().as_u16()
+}
+
+async fn assert_unavailable(r: Response) {
+    let retry_after = r.headers().get("retry-after").cloned();
+    assert_eq!(
+        reply(r).await,
+        (503, json!({"detail": "The database is unavailable."}))
+    );
+    assert_eq!(retry_after.unwrap(), "1");
+}
+
+/// A refresh that works, returning the rotated token.
+async fn refreshed(server: &TestServer, token: &str) -> String {
+    let (status, body) = reply(refresh(server, token).await).await;
+    assert_eq!(status, 200, "{body}");
+    body["refresh"].as_str().unwrap().to_owned()
+}
+
+fn run(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_moved_away_answers_503_until_it_is_back() {
+    let server = rotating_server(tempfile::tempdir().unwrap()).await;
+    server.create_user("alice", "pw").await;
+    let (token, access) = server.login("alice", "pw").await;
+    let db = server.dir.path().join("test.sqlite3");
+    let away = server.dir.path().join("away.sqlite3");
+
+    std::fs::rename(&db, &away).unwrap();
+    assert_unavailable(refresh(&server, &token).await).await;
+    assert_unavailable(refresh(&server, &token).await).await;
+    assert_eq!(readyz(&server).await, 503);
+    // Reads on connections already open still work; a new one cannot open the file.
+    for _ in 0..20 {
+        let r = server.get_bearer("/api/users/me/", &access).await;
+        match r.status().as_u16() {
+            200 => {}
+            503 => assert_unavailable(r).await,
+            other => panic!("/me answered {other}: {}", r.text().await.unwrap()),
+        }
+    }
+
+    std::fs::rename(&away, &db).unwrap();
+    assert_eq!(readyz(&server).await, 200);
+    // The refused refreshes left nothing behind: the token is still good, once.
+    let rotated = refreshed(&server, &token).await;
+    refreshed(&server, &rotated).await;
+    assert_eq!(refresh(&server, &token).await.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_replaced_by_another_file_answers_503() {
+    let server = rotating_server(tempfile::tempdir().unwrap()).await;
+    server.create_user("alice", "pw").await;
+    let (token, _) = server.login("alice", "pw").await;
+    let db = server.dir.path().join("test.sqlite3");
+    let away = server.dir.path().join("away.sqlite3");
+
+    std::fs::copy(&db, &away).unwrap();
+    std::fs::rename(&away, &db).unwrap();
+    assert_unavailable(refresh(&server, &token).await).await;
+    assert_eq!(readyz(&server).await, 503);
+}
+
+/// Files made immutable (`chattr +i`), which binds root too; made mutable again on drop.
+struct Immutable(Vec<PathBuf>);
+
+impl Immutable {
+    /// None when the filesystem or the user cannot set the attribute.
+    fn set(files: &[PathBuf]) -> Option<Immutable> {
+        let names: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+        let set = run("chattr", &[&["+i"], names.as_slice()].concat());
+        let guard = Immutable(files.to_vec());
+        set.then_some(guard)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let names: Vec<&str> = self.0.iter().map(|f| f.to_str().unwrap()).collect();
+        assert!(run("chattr", &[&["-i"], names.as_slice()].concat()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_database_answers_503_until_it_is_writable_again() {
+    let server = rotating_server(tempfile::tempdir().unwrap()).await;
+    server.create_user("alice", "pw").await;
+    let (token, access) = server.login("alice", "pw").await;
+    let db = server.dir.path().join("test.sqlite3");
+    let wal = server.dir.path().join("test.sqlite3-wal");
+
+    let Some(immutable) = Immutable::set(&[db, wal]) else {
+        eprintln!("SKIPPED: cannot chattr +i here (needs root and a filesystem that has it)");
+        return;
+    };
+    assert_unavailable(refresh(&server, &token).await).await;
+    assert_eq!(readyz(&server).await, 503);
+    assert_eq!(readyz(&server).await, 503);
+    let me = server.get_bearer("/api/users/me/", &access).await;
+    assert_eq!(me.status(), 200);
+
+    drop(immutable);
+    assert_eq!(readyz(&server).await, 200);
+    refreshed(&server, &token).await;
+}
+
+/// A small tmpfs mounted on a directory; lazily unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// None when mounting is not allowed here (not root, say).
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        let at_str = at.to_str().unwrap();
+        let options = format!("size={size}");
+        let mounted = run("mount", &["-t", "tmpfs", "-o", &options, "tmpfs", at_str]);
+        mounted.then(|| Tmpfs(at.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        run("umount", &["-l", self.0.to_str().unwrap()]);
+    }
+}
+
+/// Writes into `path` until the filesystem says it is full.
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    let error = loop {
+        if let Err(e) = file.write_all(&chunk) {
+            break e;
+        }
+    };
+    assert_eq!(error.kind(), std::io::ErrorKind::StorageFull, "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_503_until_space_is_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(_tmpfs) = Tmpfs::mount(dir.path(), "4m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let filler = dir.path().join("filler");
+    let server = rotating_server(dir).await;
+    server.create_user("alice", "pw").await;
+    let (token, access) = server.login("alice", "pw").await;
+
+    fill(&filler);
+    assert_unavailable(refresh(&server, &token).await).await;
+    let login = json!({"username": "alice", "password": "pw"});
+    assert_unavailable(server.post("/api/token/", login).await).await;
+    assert_eq!(readyz(&server).await, 503);
+    // Reads need no space.
+    let me = server.get_bearer("/api/users/me/", &access).await;
+    assert_eq!(me.status(), 200);
+
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(readyz(&server).await, 200);
+    refreshed(&server, &token).await;
+    server.stop().await;
+}
