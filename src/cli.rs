@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 #[derive(Debug, Parser)]
@@ -39,7 +40,8 @@ enum Command {
         /// Address to listen on, repeatable [env: HANDSTAMP_BIND; default: 127.0.0.1:8000].
         #[arg(long)]
         bind: Vec<String>,
-        /// Check the settings (and TLS files) and exit, like `nginx -t`.
+        /// Check what serving needs and exit, like `nginx -t`: settings, addresses, TLS
+        /// files, static directories, and a database that opens and takes a write.
         #[arg(long)]
         check: bool,
     },
@@ -87,6 +89,9 @@ pub enum CliError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The database could not be opened (or written, for `serve`): names it.
+    #[error("cannot use the database {url}: {source}")]
+    Database { url: String, source: StoreError },
     #[error(transparent)]
     Service(#[from] ServiceError),
     #[error(transparent)]
@@ -163,32 +168,76 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             let options = server::ServeOptions::from_settings(&settings.server)?;
             if check {
+                check_serve(&settings, &cli.database).await?;
                 println!("configuration OK");
                 return Ok(());
             }
             let _logs = init_logging(settings.server.log_format);
             let shutdown = server::shutdown_signal();
             let listeners = server::bind(&settings.server.bind).await?;
-            let store = store::open(&cli.database).await?;
+            let store = open_writable(&cli.database).await?;
             let service = AuthService::new(settings.jwt.clone(), store).await?;
             let app = server::app(service.into(), &settings);
             server::serve_with(listeners, app, options, shutdown).await?;
         }
         Command::Migrate => {
-            store::open(&cli.database).await?;
+            open_store(&cli.database).await?;
             println!("database is up to date: {}", cli.database);
         }
         Command::User(command) => {
-            let store = store::open(&cli.database).await?;
+            let store = open_store(&cli.database).await?;
             let service = AuthService::new(settings.jwt, store).await?;
             user_command(&service, command).await?;
         }
         Command::FlushExpiredTokens => {
-            let store = store::open(&cli.database).await?;
+            let store = open_store(&cli.database).await?;
             let deleted = store.flush_expired(crate::token::now()).await?;
             println!("deleted {deleted} expired tokens");
         }
     }
+    Ok(())
+}
+
+async fn open_store(url: &str) -> Result<Arc<dyn store::Store>, CliError> {
+    let named = |source| CliError::Database {
+        url: url.to_owned(),
+        source,
+    };
+    store::open(url).await.map_err(named)
+}
+
+/// The store, once a real write has gone through: a read-only file or a full disk stops
+/// start-up here rather than failing every login afterwards.
+async fn open_writable(url: &str) -> Result<Arc<dyn store::Store>, CliError> {
+    let store = open_store(url).await?;
+    let named = |source| CliError::Database {
+        url: url.to_owned(),
+        source,
+    };
+    store.check_writable().await.map_err(named)?;
+    Ok(store)
+}
+
+/// `serve --check`: what `serve` needs besides the settings and TLS files (read already),
+/// short of listening, which would fail beside a running server.
+async fn check_serve(settings: &Settings, url: &str) -> Result<(), CliError> {
+    for addr in &settings.server.bind {
+        if let Err(source) = tokio::net::lookup_host(addr).await {
+            let addr = addr.clone();
+            return Err(ServeError::Bind { addr, source }.into());
+        }
+    }
+    for mount in &settings.statics {
+        let problem = match std::fs::metadata(&mount.dir) {
+            Ok(meta) if meta.is_dir() => continue,
+            Ok(_) => "not a directory".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        let (dir, prefix) = (mount.dir.display(), &mount.prefix);
+        let message = format!("static directory {dir} (for {prefix}): {problem}");
+        return Err(CliError::Input(message));
+    }
+    open_writable(url).await?;
     Ok(())
 }
 
@@ -268,13 +317,13 @@ fn check_username(name: &str) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The most read from standard input for a password; more is refused, not read without end.
+const MAX_PASSWORD_INPUT: usize = 4096;
+
 /// One line from standard input, or two matching answers at a terminal prompt.
 fn read_password(from_stdin: bool) -> Result<String, CliError> {
     let password = if from_stdin {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text)?;
-        let line = text.strip_suffix('\n').unwrap_or(&text);
-        line.strip_suffix('\r').unwrap_or(line).to_owned()
+        one_line(std::io::stdin())?
     } else {
         if !std::io::stdin().is_terminal() {
             return Err(CliError::Input(
@@ -293,4 +342,25 @@ fn read_password(from_stdin: bool) -> Result<String, CliError> {
         return Err(CliError::Input("the password must not be empty".into()));
     }
     Ok(password)
+}
+
+/// The first line of `input`, without its `\n` or `\r\n`. Unlike `docker login --password-stdin`,
+/// which takes all its input but one final line break, a second line that is not empty is
+/// refused: it is a mistake (two lines piped in), not part of the password.
+fn one_line(input: impl Read) -> Result<String, CliError> {
+    let mut text = String::new();
+    input
+        .take(MAX_PASSWORD_INPUT as u64 + 1)
+        .read_to_string(&mut text)?;
+    if text.len() > MAX_PASSWORD_INPUT {
+        let message = format!("the password input is longer than {MAX_PASSWORD_INPUT} bytes");
+        return Err(CliError::Input(message));
+    }
+    let (line, rest) = text.split_once('\n').unwrap_or((&text, ""));
+    if rest.lines().any(|l| !l.is_empty()) {
+        return Err(CliError::Input(
+            "standard input has more than one line: give the password alone on one line".into(),
+        ));
+    }
+    Ok(line.strip_suffix('\r').unwrap_or(line).to_owned())
 }

@@ -205,6 +205,75 @@ fn migrate_creates_the_default_database() {
     assert!(again.status.success());
 }
 
+/// `serve --check` and what it checks, one thing broken at a time.
+#[test]
+fn serve_check_checks_what_serve_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("public")).unwrap();
+    let check = |args: &[&str]| run(d, &[&["serve", "--check"], args].concat(), "");
+    let fails_naming = |args: &[&str], words: &[&str]| {
+        let out = check(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        for word in words {
+            assert!(
+                stderr.contains(word),
+                "{args:?}: {word} missing from {stderr}"
+            );
+        }
+    };
+    let ok = check(&["--bind", "127.0.0.1:0", "--bind", "localhost:8000"]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert_eq!(text(&ok.stdout), "configuration OK\n");
+
+    fails_naming(&["--bind", "nonsense"], &["nonsense"]);
+    fails_naming(&["--bind", "127.0.0.1:99999"], &["127.0.0.1:99999"]);
+    let missing = "sqlite://no/such/dir/db.sqlite3";
+    fails_naming(&["--database", missing], &[missing, "unable to open"]);
+    let static_dir = |dir: &str| format!("[[static]]\nprefix = \"/s/\"\ndir = {dir:?}\n");
+    std::fs::write(d.join("handstamp.toml"), static_dir("public")).unwrap();
+    assert!(check(&[]).status.success());
+    std::fs::write(d.join("handstamp.toml"), static_dir("nowhere")).unwrap();
+    fails_naming(&[], &["nowhere"]);
+}
+
+/// Exactly one line, as the help says: more is refused rather than made part of the password.
+#[test]
+fn password_stdin_takes_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for input in [
+        "first\nsecond\n",
+        "first\nsecond",
+        "first\r\n\r\nsecond\n",
+        "a\n \n",
+    ] {
+        let out = run(d, &["user", "create", "bob", "--password-stdin"], input);
+        assert_eq!(out.status.code(), Some(1), "{input:?}");
+        assert!(
+            text(&out.stderr).contains("one line"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let long = "x".repeat(10_000);
+    let out = run(d, &["user", "create", "bob", "--password-stdin"], &long);
+    assert_eq!(out.status.code(), Some(1));
+    let list = run(d, &["user", "list"], "");
+    assert!(
+        !text(&list.stdout).contains("bob"),
+        "{}",
+        text(&list.stdout)
+    );
+
+    // The line without its CRLF; empty lines after it are no second line.
+    create_user(d, "alice", "the password\r\n\n");
+    let server = serve(d, &[]);
+    let login = json!({"username": "alice", "password": "the password"});
+    assert_eq!(server.post("/api/token/", login).0, 200);
+}
+
 #[test]
 fn user_commands_manage_users() {
     let dir = tempfile::tempdir().unwrap();

@@ -198,3 +198,47 @@ async fn a_full_disk_answers_503_until_space_is_freed() {
     refreshed(&server, &token).await;
     server.stop().await;
 }
+
+/// Runs the binary in `dir`; None if it is still running after 20 s (then it is killed).
+fn handstamp_exits(dir: &Path, args: &[&str]) -> Option<std::process::Output> {
+    let child = Command::new(env!("CARGO_BIN_EXE_handstamp"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("HANDSTAMP_SIGNING_KEY", common::KEY)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+    let output = rx.recv_timeout(std::time::Duration::from_secs(20)).ok();
+    if output.is_none() {
+        run("kill", &["-9", &pid]);
+    }
+    output
+}
+
+#[test]
+fn serve_refuses_to_start_on_a_database_it_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let migrated = handstamp_exits(d, &["migrate"]).unwrap();
+    assert!(migrated.status.success());
+    let Some(_immutable) = Immutable::set(&[d.join("handstamp.sqlite3")]) else {
+        eprintln!("SKIPPED: cannot chattr +i here (needs root and a filesystem that has it)");
+        return;
+    };
+    for args in [
+        &["serve", "--bind", "127.0.0.1:0"][..],
+        &["serve", "--check"],
+    ] {
+        let out = handstamp_exits(d, args).expect("serve started on a database it cannot write");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("handstamp.sqlite3"), "{stderr}");
+        assert!(stderr.contains("readonly"), "{stderr}");
+    }
+}
