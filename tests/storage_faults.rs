@@ -5,6 +5,7 @@
 mod common;
 
 use common::{TestServer, reply};
+use handstamp::store::StoreError;
 use reqwest::Response;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -56,12 +57,14 @@ fn run(program: &str, args: &[&str]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_moved_away_answers_503_until_it_is_back() {
     let server = rotating_server(tempfile::tempdir().unwrap()).await;
-    server.create_user("alice", "pw").await;
+    let id = server.create_user("alice", "pw").await;
     let (token, access) = server.login("alice", "pw").await;
     let db = server.dir.path().join("test.sqlite3");
     let away = server.dir.path().join("away.sqlite3");
 
     std::fs::rename(&db, &away).unwrap();
+    let read = read_on_a_new_thread(&server, id);
+    assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
     assert_unavailable(refresh(&server, &token).await).await;
     assert_unavailable(refresh(&server, &token).await).await;
     assert_eq!(readyz(&server).await, 503);
@@ -83,16 +86,42 @@ async fn a_database_moved_away_answers_503_until_it_is_back() {
     assert_eq!(refresh(&server, &token).await.status(), 401);
 }
 
+/// Looks a user up on a thread of its own, which has no reader connection open yet.
+fn read_on_a_new_thread(server: &TestServer, id: i64) -> Result<(), StoreError> {
+    let store = server.service.store().clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let read = std::thread::spawn(move || runtime.block_on(store.user_by_id(id)));
+    read.join().unwrap().map(|user| assert!(user.is_some()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_replaced_by_another_file_answers_503() {
     let server = rotating_server(tempfile::tempdir().unwrap()).await;
-    server.create_user("alice", "pw").await;
+    let id = server.create_user("alice", "pw").await;
     let (token, _) = server.login("alice", "pw").await;
     let db = server.dir.path().join("test.sqlite3");
-    let away = server.dir.path().join("away.sqlite3");
+    let copy = server.dir.path().join("copy.sqlite3");
+    read_on_a_new_thread(&server, id).unwrap();
 
-    std::fs::copy(&db, &away).unwrap();
-    std::fs::rename(&away, &db).unwrap();
+    std::fs::copy(&db, &copy).unwrap();
+    std::fs::rename(&copy, &db).unwrap();
+    assert_unavailable(refresh(&server, &token).await).await;
+    assert_eq!(readyz(&server).await, 503);
+    // A new reader connection would read the copy, which nobody writes to.
+    let read = read_on_a_new_thread(&server, id);
+    assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_ahead_log_deleted_answers_503() {
+    let server = rotating_server(tempfile::tempdir().unwrap()).await;
+    server.create_user("alice", "pw").await;
+    let (token, _) = server.login("alice", "pw").await;
+
+    // Commits would go into the deleted file, and be lost at exit.
+    std::fs::remove_file(server.dir.path().join("test.sqlite3-wal")).unwrap();
     assert_unavailable(refresh(&server, &token).await).await;
     assert_eq!(readyz(&server).await, 503);
 }
