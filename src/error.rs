@@ -1,6 +1,7 @@
 //! The one place where errors become HTTP responses, in simplejwt's and DRF's shapes.
 
 use crate::auth::AuthError;
+use crate::password::PasswordError;
 use crate::service::ServiceError;
 use crate::store::StoreError;
 use axum::Json;
@@ -140,6 +141,8 @@ impl IntoResponse for ApiError {
                     detail(StatusCode::UNAUTHORIZED)
                 }
                 ServiceError::Store(e) => server_error(e),
+                ServiceError::Password(PasswordError::Busy) => unavailable(&text),
+                ServiceError::Password(PasswordError::TooLong) => detail(StatusCode::BAD_REQUEST),
                 ServiceError::Password(e) => server_error(e),
             },
             ApiError::Auth(e) => match e {
@@ -164,6 +167,16 @@ impl IntoResponse for ApiError {
             },
         }
     }
+}
+
+/// 503 with `Retry-After: 1`: we cannot serve this now (overloaded, or something we depend on
+/// is down), but may in a moment; any 503 is answered through here.
+pub fn unavailable(detail: &str) -> Response {
+    let mut response = json(StatusCode::SERVICE_UNAVAILABLE, Detail { detail });
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 fn auth_failed(detail: &str, code: &str) -> Response {
