@@ -724,6 +724,25 @@ mod tests {
     }
 
     #[test]
+    fn token_body_limit_and_password_queue_are_read_and_checked() {
+        let s = from_toml("[server]\ntoken_max_body = \"4KiB\"\npassword_queue = 8\n").unwrap();
+        assert_eq!(
+            (s.server.token_max_body, s.server.password_queue),
+            (4096, 8)
+        );
+        for (line, setting) in [
+            ("token_max_body = \"lots\"", "`token_max_body`"),
+            ("password_queue = 0", "`password_queue`"),
+            ("password_queue = \"many\"", "`password_queue`"),
+        ] {
+            let err = from_toml(&format!("[server]\n{line}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(setting), "{line}: {err}");
+        }
+    }
+
+    #[test]
     fn secrets_do_not_show_in_debug_output() {
         let key = "k".repeat(40);
         let s = from_toml(&format!("[jwt]\nsigning_key = \"{key}\"\n")).unwrap();
