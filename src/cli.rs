@@ -176,7 +176,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let shutdown = server::shutdown_signal();
             let listeners = server::bind(&settings.server.bind).await?;
             let store = open_writable(&cli.database).await?;
-            let service = AuthService::new(settings.jwt.clone(), store).await?;
+            let service = AuthService::new(settings.jwt.clone(), store)
+                .await?
+                .with_password_queue(settings.server.password_queue);
             let app = server::app(service.into(), &settings);
             server::serve_with(listeners, app, options, shutdown).await?;
         }

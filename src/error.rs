@@ -1,6 +1,7 @@
 //! The one place where errors become HTTP responses, in simplejwt's and DRF's shapes.
 
 use crate::auth::AuthError;
+use crate::password::PasswordError;
 use crate::service::ServiceError;
 use crate::store::StoreError;
 use axum::Json;
@@ -108,16 +109,6 @@ fn server_error(error: &dyn std::error::Error) -> Response {
     )
 }
 
-/// 503 with `Retry-After`: a passing condition on our side, worth trying again shortly.
-fn unavailable(detail: &str) -> Response {
-    let mut response = json(StatusCode::SERVICE_UNAVAILABLE, Detail { detail });
-    let retry_after = HeaderValue::from_static("1");
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, retry_after);
-    response
-}
-
 /// A database that cannot be used for now answers 503; any other store failure is a defect.
 fn store_error(error: &StoreError) -> Response {
     match error {
@@ -161,6 +152,8 @@ impl IntoResponse for ApiError {
                     detail(StatusCode::UNAUTHORIZED)
                 }
                 ServiceError::Store(e) => store_error(e),
+                ServiceError::Password(PasswordError::Busy) => unavailable(&text),
+                ServiceError::Password(PasswordError::TooLong) => detail(StatusCode::BAD_REQUEST),
                 ServiceError::Password(e) => server_error(e),
             },
             ApiError::Auth(e) => match e {
@@ -185,6 +178,16 @@ impl IntoResponse for ApiError {
             },
         }
     }
+}
+
+/// 503 with `Retry-After: 1`: we cannot serve this now (overloaded, or something we depend on
+/// is down), but may in a moment; any 503 is answered through here.
+pub fn unavailable(detail: &str) -> Response {
+    let mut response = json(StatusCode::SERVICE_UNAVAILABLE, Detail { detail });
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 fn auth_failed(detail: &str, code: &str) -> Response {

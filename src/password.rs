@@ -1,10 +1,11 @@
 //! Password hashing: Argon2id in PHC format for every new hash, run on a bounded set of
-//! low-priority threads so a burst of logins cannot starve token checks.
+//! low-priority threads behind a bounded queue, so a burst of logins can neither starve token
+//! checks nor pile up work and memory without end.
 
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher as _, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use std::sync::Arc;
-use std::sync::mpsc::RecvTimeoutError;
+use std::sync::mpsc::{RecvTimeoutError, SyncSender, TrySendError};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +14,20 @@ pub enum PasswordError {
     Hash(String),
     #[error("the password threads have stopped")]
     Stopped,
+    #[error("Passwords are limited to {MAX_PASSWORD_BYTES} bytes.")]
+    TooLong,
+    /// The queue in front of the password threads is full.
+    #[error("Too many logins are waiting; try again shortly.")]
+    Busy,
+}
+
+/// The longest password we hash, in bytes (as UTF-8). Argon2 reads the whole password, so a
+/// megabyte-long one costs time and memory for nothing; no sane password comes near this.
+pub const MAX_PASSWORD_BYTES: usize = 4096;
+
+/// Whether `password` is longer than we ever hash.
+pub fn too_long(password: &str) -> bool {
+    password.len() > MAX_PASSWORD_BYTES
 }
 
 /// OWASP's Argon2id setting: 19 MiB of memory, 2 passes, 1 lane.
@@ -23,6 +38,9 @@ fn argon2() -> Argon2<'static> {
 
 /// Hashes `password` with a fresh random salt.
 pub fn hash(password: &str) -> Result<String, PasswordError> {
+    if too_long(password) {
+        return Err(PasswordError::TooLong);
+    }
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
     argon2()
         .hash_password(password.as_bytes(), &salt)
@@ -84,23 +102,41 @@ type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 /// system after this long without one.
 const KEEP_MEMORY: Duration = Duration::from_secs(10);
 
+/// How many jobs may wait for a password thread by default: one verify takes ~18 ms of a core
+/// (measured here; argon2 is optimised in test builds too), so about 2.5 s of work on two cores,
+/// 5 s on one.
+pub const DEFAULT_QUEUE: usize = 256;
+
 /// Runs hashing on its own threads, one per core, at a lower scheduling priority (nice 10) than
 /// the request handlers: under a flood of logins, token checks keep most of the CPU and logins
 /// take what is left; with nothing else to do, logins get it all.
+///
+/// At most `queue` jobs wait for a thread; past that a job is refused at once
+/// ([`PasswordError::Busy`]) instead of waiting behind work that would outlast its client. A
+/// job whose caller has gone (the client disconnected and its handler was dropped) is skipped
+/// unhashed when its turn comes.
 #[derive(Clone, Debug)]
 pub struct Hasher {
-    jobs: std::sync::mpsc::Sender<Job>,
+    jobs: SyncSender<Job>,
 }
 
 impl Default for Hasher {
     fn default() -> Self {
-        Hasher::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        Hasher::with_queue(DEFAULT_QUEUE)
     }
 }
 
 impl Hasher {
-    pub fn new(threads: usize) -> Self {
-        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+    /// One thread per core, with at most `queue` jobs waiting.
+    pub fn with_queue(queue: usize) -> Self {
+        Hasher::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            queue,
+        )
+    }
+
+    pub fn new(threads: usize, queue: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(queue);
         let queue = Arc::new(std::sync::Mutex::new(queue));
         for n in 0..threads.max(1) {
             let queue = queue.clone();
@@ -131,13 +167,22 @@ impl Hasher {
     ) -> Result<T, PasswordError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |memory| {
-            let _ = reply.send(job(memory));
+            // Nobody is waiting for the answer any more: don't spend a hash on it.
+            if !reply.is_closed() {
+                let _ = reply.send(job(memory));
+            }
         });
-        self.jobs.send(job).map_err(|_| PasswordError::Stopped)?;
+        self.jobs.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => PasswordError::Busy,
+            TrySendError::Disconnected(_) => PasswordError::Stopped,
+        })?;
         answer.await.map_err(|_| PasswordError::Stopped)
     }
 
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        if too_long(&password) {
+            return Err(PasswordError::TooLong);
+        }
         self.run(move |_| hash(&password)).await?
     }
 
@@ -199,7 +244,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn hashing_runs_below_the_request_handlers_priority() {
-        let hasher = Hasher::new(1);
+        let hasher = Hasher::new(1, 1);
         // SAFETY: getpriority only reads its integer arguments.
         let nice = hasher
             .run(|_| unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) })
@@ -218,9 +263,84 @@ mod tests {
 
     #[tokio::test]
     async fn missing_user_is_verified_against_the_dummy_and_fails() {
-        let hasher = Hasher::new(1);
+        let hasher = Hasher::new(1, 1);
         assert!(!hasher.verify("anything".into(), None).await.unwrap());
         let h = hasher.hash("pw".into()).await.unwrap();
         assert!(hasher.verify("pw".into(), Some(h)).await.unwrap());
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+    use futures_util::FutureExt as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+
+    /// A hasher whose one thread is busy until the returned sender is dropped.
+    async fn busy_hasher(queue: usize) -> (Hasher, mpsc::Sender<()>) {
+        let hasher = Hasher::new(1, queue);
+        let (started, has_started) = tokio::sync::oneshot::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let blocking = hasher.clone();
+        tokio::spawn(async move {
+            blocking
+                .run(move |_| {
+                    let _ = started.send(());
+                    let _ = released.recv();
+                })
+                .await
+        });
+        has_started.await.unwrap();
+        (hasher, release)
+    }
+
+    #[tokio::test]
+    async fn past_the_queue_a_job_is_refused_at_once() {
+        let (hasher, release) = busy_hasher(2).await;
+        // Queued on their first poll; they wait for the busy thread.
+        let mut waiting: Vec<_> = (0..2).map(|_| Box::pin(hasher.run(|_| ()))).collect();
+        for job in &mut waiting {
+            assert!(job.as_mut().now_or_never().is_none());
+        }
+        let refused = hasher.run(|_| ()).now_or_never();
+        assert!(
+            matches!(refused, Some(Err(PasswordError::Busy))),
+            "{refused:?}"
+        );
+        drop(release);
+        for job in waiting {
+            job.await.unwrap();
+        }
+        // Room again once the queue has drained.
+        hasher.run(|_| ()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_caller_has_gone_is_skipped() {
+        let (hasher, release) = busy_hasher(4).await;
+        let ran = Arc::new(AtomicBool::new(false));
+        let noted = ran.clone();
+        let mut abandoned = Box::pin(hasher.run(move |_| noted.store(true, Ordering::SeqCst)));
+        assert!(abandoned.as_mut().now_or_never().is_none(), "queued");
+        drop(abandoned);
+        drop(release);
+        // One thread takes jobs in order: once this one is done, the abandoned one was seen.
+        hasher.run(|_| ()).await.unwrap();
+        assert!(!ran.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn passwords_over_the_limit_are_never_hashed() {
+        let hasher = Hasher::new(1, 1);
+        let longest = "p".repeat(MAX_PASSWORD_BYTES);
+        let stored = hasher.hash(longest.clone()).await.unwrap();
+        assert!(verify(&longest, &stored));
+        let over = "p".repeat(MAX_PASSWORD_BYTES + 1);
+        assert!(matches!(
+            hasher.hash(over.clone()).await,
+            Err(PasswordError::TooLong)
+        ));
+        assert!(matches!(hash(&over), Err(PasswordError::TooLong)));
     }
 }

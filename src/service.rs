@@ -2,7 +2,7 @@
 //! simplejwt's serializers do, over a [`Store`] and a [`TokenCodec`]. No HTTP here.
 
 use crate::config::JwtSettings;
-use crate::password::{Hasher, PasswordError};
+use crate::password::{self, Hasher, PasswordError};
 use crate::store::{NewUser, Outstanding, Refresh, RefreshOutcome, Store, StoreError, User};
 use crate::token::{self, Claims, SigningKey, TokenCodec, TokenError, TokenType, Validation};
 use rand::RngCore;
@@ -84,6 +84,13 @@ impl AuthService {
         })
     }
 
+    /// Lets at most `queue` password checks wait for a password thread (see [`Hasher`]).
+    pub fn with_password_queue(mut self, queue: usize) -> Self {
+        // The default hasher's threads end when it is dropped here.
+        self.hasher = Hasher::with_queue(queue);
+        self
+    }
+
     pub fn settings(&self) -> &JwtSettings {
         &self.settings
     }
@@ -100,8 +107,15 @@ impl AuthService {
         &self.hasher
     }
 
-    /// Checks the credentials and issues a token pair. Every failure looks and takes alike.
+    /// Checks the credentials and issues a token pair. Every failure looks alike, and takes
+    /// alike whoever the user is (a password over [`password::MAX_PASSWORD_BYTES`] is refused
+    /// at once, for any user).
     pub async fn obtain(&self, username: &str, password: &str) -> Result<TokenPair> {
+        // Refused unhashed (no password that long can be stored), whoever the user is.
+        if password::too_long(password) {
+            metrics::counter!("handstamp_logins_total", "outcome" => "failed").increment(1);
+            return Err(ServiceError::BadCredentials);
+        }
         let user = self.store.user_by_name(username).await?;
         let stored = user.as_ref().map(|u| u.password.clone());
         let matches = self.hasher.verify(password.to_owned(), stored).await?;

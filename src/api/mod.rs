@@ -77,6 +77,27 @@ fn routes(service: Arc<AuthService>, others: Option<Arc<dyn Readiness>>) -> Rout
         .with_state(service)
 }
 
+/// The token endpoints' paths as [`router`] serves them (with and without the slash), which
+/// take small bodies of their own limit (`token_max_body`).
+const TOKEN_PATHS: [&str; 8] = [
+    "/api/token/",
+    "/api/token",
+    "/api/token/verify/",
+    "/api/token/verify",
+    "/api/token/refresh/",
+    "/api/token/refresh",
+    "/api/token/blacklist/",
+    "/api/token/blacklist",
+];
+
+/// The token route `path` is for, named as the router names it, if any.
+pub fn token_route(path: &str) -> Option<&'static str> {
+    if !path.starts_with("/api/token") {
+        return None;
+    }
+    TOKEN_PATHS.iter().copied().find(|route| *route == path)
+}
+
 pub async fn not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed(method)
 }

@@ -1,5 +1,6 @@
-//! What the server does around every request, in one service: the request id, the body limit,
-//! panic catching, the request timeout, the security headers, the access log and the metrics.
+//! What the server does around every request, in one service: the request id, the body limits
+//! (the token endpoints' own, smaller one included), panic catching, the request timeout, the
+//! security headers, the access log and the metrics.
 //!
 //! One hand-written service with one future, not a stack of tower layers: each layer moved the
 //! request and its future once more and added a poll of its own, and together they cost more
@@ -8,12 +9,14 @@
 
 use super::hot::{HotFuture, HotRoutes};
 use super::{Tls, observe};
+use crate::api;
+use crate::error::ApiError;
 use crate::request_id::{self, REQUEST_ID, Route, Scope};
 use axum::body::Body;
 use axum::body::HttpBody as _;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -68,6 +71,9 @@ pub struct Front<S> {
     hot: Option<HotRoutes>,
     timeout: Duration,
     body_limit: DefaultBodyLimit,
+    max_body: usize,
+    token_body_limit: DefaultBodyLimit,
+    token_max_body: usize,
 }
 
 impl<S> Front<S> {
@@ -77,7 +83,19 @@ impl<S> Front<S> {
             hot: None,
             timeout,
             body_limit: DefaultBodyLimit::max(max_body),
+            max_body,
+            token_body_limit: DefaultBodyLimit::max(max_body),
+            token_max_body: max_body,
         }
+    }
+
+    /// Limits the token endpoints' bodies to `limit` bytes (never more than the general limit),
+    /// like nginx's `client_max_body_size` in a `location`: their bodies are a few hundred
+    /// bytes, and a flood of large ones must not be buffered.
+    pub fn with_token_body_limit(mut self, limit: usize) -> Self {
+        self.token_max_body = limit.min(self.max_body);
+        self.token_body_limit = DefaultBodyLimit::max(self.token_max_body);
+        self
     }
 
     /// Answers the token-checking routes before `inner` (see [`HotRoutes`]); `inner` must
@@ -125,12 +143,28 @@ where
     fn serve(&mut self, mut req: Request, peer: Option<Peer>) -> Served<S::Future> {
         let started = Instant::now();
         let id = request_id::from_headers(req.headers());
-        // Axum's extractors read the limit from the request; a request without a body needs none.
-        if !req.body().is_end_stream() {
-            self.body_limit.apply(&mut req);
-        }
         let method = req.method().clone();
         let uri = req.uri().clone();
+        // Axum's extractors read the limit from the request; a request without a body needs none.
+        if !req.body().is_end_stream() {
+            match api::token_route(uri.path()) {
+                // A declared length over the limit is refused before any of the body is read; a
+                // chunked one is refused by the extractor as soon as it passes the limit.
+                Some(route) if req.body().size_hint().lower() > self.token_max_body as u64 => {
+                    let refused = Some(ApiError::PayloadTooLarge.into_response());
+                    return self.answer(
+                        id,
+                        Some(Route::Exact(route)),
+                        Handler::Refused { refused },
+                        started,
+                        method,
+                        uri,
+                    );
+                }
+                Some(_) => self.token_body_limit.apply(&mut req),
+                None => self.body_limit.apply(&mut req),
+            }
+        }
         let hot = self
             .hot
             .as_ref()
@@ -152,6 +186,18 @@ where
                 (None, Handler::Routed { routed })
             }
         };
+        self.answer(id, route, handler, started, method, uri)
+    }
+
+    fn answer(
+        &self,
+        id: HeaderValue,
+        route: Option<Route>,
+        handler: Handler<S::Future>,
+        started: Instant,
+        method: Method,
+        uri: Uri,
+    ) -> Served<S::Future> {
         Served {
             handling: request_id::scope(Scope::new(id, route), CatchPanic { handler }),
             deadline: None,
@@ -250,6 +296,8 @@ pin_project_lite::pin_project! {
         // None: the router panicked before returning a future.
         Routed { #[pin] routed: Option<F> },
         Hot { answer: HotFuture },
+        // Answered by `Front` itself, without a handler.
+        Refused { refused: Option<Response> },
     }
 }
 
@@ -276,6 +324,9 @@ where
             },
             HandlerProjection::Hot { answer } => {
                 catch_unwind(AssertUnwindSafe(|| answer.as_mut().poll(cx)))
+            }
+            HandlerProjection::Refused { refused } => {
+                Ok(Poll::Ready(refused.take().expect("polled once")))
             }
         };
         match polled {

@@ -67,6 +67,7 @@ pub fn layered(router: Router, settings: &ServerSettings) -> App {
         settings.request_timeout,
         settings.max_body,
     )
+    .with_token_body_limit(settings.token_max_body)
 }
 
 /// Binds every address before serving any, so a bad one stops start-up.
