@@ -319,8 +319,9 @@ fn check_username(name: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The most read from standard input for a password; more is refused, not read without end.
-const MAX_PASSWORD_INPUT: usize = 4096;
+/// The most read from standard input for a password; more is refused, not read without end. The
+/// password itself is held to `password::MAX_PASSWORD_BYTES` by the service, with its own message.
+const MAX_PASSWORD_INPUT: usize = 64 * 1024;
 
 /// One line from standard input, or two matching answers at a terminal prompt.
 fn read_password(from_stdin: bool) -> Result<String, CliError> {
