@@ -1,6 +1,7 @@
 //! No way around the gateway's auth through the path: everything routes on, and forwards, the
-//! normalized path; ambiguous paths are refused. Also the Host rules. Requests are written as
-//! raw bytes: an HTTP client would normalize the paths itself.
+//! normalized path; ambiguous paths are refused. Also the Host rules and the headers named in
+//! `Connection`. Requests are written as raw bytes: an HTTP client would normalize the paths
+//! itself.
 
 mod common;
 
@@ -393,4 +394,36 @@ async fn host_is_required_once_in_http_1_1() {
     assert_eq!(r.json()["served"], "/public/x");
     let r = send(s.addr, "GET /healthz HTTP/1.0").await;
     assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn headers_named_in_connection_do_not_reach_the_backend() {
+    let backend = backend().await;
+    let s = gateway(&backend, |_| {}).await;
+    let (_, access) = s.login("user", "pw").await;
+    let r = send(
+        s.addr,
+        "GET /public/x HTTP/1.1\r\nHost: localhost\r\nConnection: close, X-Secret\r\nX-Secret: 1",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["secret"], Value::Null);
+    let r = send(
+        s.addr,
+        "GET /public/x HTTP/1.1\r\nHost: localhost\r\nConnection: x-secret\r\nConnection: close\r\nX-Secret: 1",
+    )
+    .await;
+    assert_eq!(r.json()["secret"], Value::Null);
+    assert_eq!(r.json()["connection"], Value::Null);
+
+    // Naming the identity header does not take the verified identity away.
+    let r = send(
+        s.addr,
+        &format!(
+            "GET /app/x HTTP/1.1\r\nHost: localhost\r\nConnection: close, X-Handstamp-User-Id\r\nAuthorization: Bearer {access}"
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["user_id"], "1");
 }
