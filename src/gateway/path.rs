@@ -49,18 +49,21 @@ fn is_canonical(path: &[u8]) -> Result<bool, PathError> {
     // `path[0]` is `/`; each segment is checked at the `/` (or end) closing it.
     let mut segment = 1;
     let mut i = 1;
-    while i <= path.len() {
-        match path.get(i) {
-            None | Some(b'/') => {
-                let s = &path[segment..i];
-                // An empty segment anywhere but at the end is a run of slashes.
-                let run = s.is_empty() && i < path.len();
-                if run || s == b"." || s == b".." {
+    while i < path.len() {
+        let byte = path[i];
+        // Most bytes need no closer look.
+        if PLAIN[usize::from(byte)] {
+            i += 1;
+            continue;
+        }
+        match byte {
+            b'/' => {
+                if !is_canonical_segment(&path[segment..i], false) {
                     return Ok(false);
                 }
                 segment = i + 1;
             }
-            Some(b'%') => {
+            b'%' => {
                 let escape = path.get(i + 1..i + 3).and_then(upper_hex);
                 match escape {
                     Some(byte) if !is_unreserved(byte) && !matches!(byte, b'/' | b'\\' | 0) => {
@@ -69,13 +72,29 @@ fn is_canonical(path: &[u8]) -> Result<bool, PathError> {
                     _ => return Ok(false),
                 }
             }
-            Some(0x80..) => return Ok(false),
-            Some(&byte) => check_raw(byte)?,
+            0x80.. => return Ok(false),
+            _ => check_raw(byte)?,
         }
         i += 1;
     }
-    Ok(true)
+    Ok(is_canonical_segment(&path[segment..], true))
 }
+
+/// Not empty (a run of slashes) unless `last`, and not a dot-segment.
+fn is_canonical_segment(segment: &[u8], last: bool) -> bool {
+    !matches!(segment, b"." | b"..") && (last || !segment.is_empty())
+}
+
+/// Bytes that are canonical wherever they stand in a segment.
+const PLAIN: [bool; 256] = {
+    let mut plain = [false; 256];
+    let mut byte = 0;
+    while byte < 0x80 {
+        plain[byte] = !matches!(byte as u8, b'/' | b'%' | b'\\' | b';' | 0);
+        byte += 1;
+    }
+    plain
+};
 
 /// The byte a canonical escape's two digits (upper-case hex) stand for.
 fn upper_hex(digits: &[u8]) -> Option<u8> {
