@@ -58,6 +58,8 @@ async fn serve(State(hits): State<Arc<AtomicUsize>>, req: Request) -> Response {
         "user_id": header("x-handstamp-user-id"),
         "secret": header("x-secret"),
         "connection": header("connection"),
+        "upgrade": header("upgrade"),
+        "proxy_authorization": header("proxy-authorization"),
     }))
     .into_response()
 }
@@ -232,6 +234,8 @@ async fn a_protected_path_behind_dots_slashes_or_escapes_still_needs_a_token() {
                 "user_id": "1",
                 "secret": null,
                 "connection": null,
+                "upgrade": null,
+                "proxy_authorization": null,
             }),
             "{path}"
         );
@@ -426,4 +430,33 @@ async fn headers_named_in_connection_do_not_reach_the_backend() {
     .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["user_id"], "1");
+}
+
+#[tokio::test]
+async fn an_upgrade_keeps_connection_upgrade_alone() {
+    let backend = backend().await;
+    let s = gateway(&backend, |_| {}).await;
+    // The backend answers 200, not 101: what matters is what it was sent.
+    let r = send(
+        s.addr,
+        "GET /public/ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, close, X-Secret\r\n\
+         Upgrade: websocket\r\nX-Secret: 1\r\nProxy-Authorization: Basic eA==",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let sent = r.json();
+    assert_eq!(
+        (
+            &sent["connection"],
+            &sent["upgrade"],
+            &sent["secret"],
+            &sent["proxy_authorization"]
+        ),
+        (
+            &json!("upgrade"),
+            &json!("websocket"),
+            &Value::Null,
+            &Value::Null
+        )
+    );
 }
