@@ -2,6 +2,7 @@
 //! `[[static]]` and `[[upstream]]` arrays) of a TOML file and from `HANDSTAMP_*` environment variables (the environment wins), and checked
 //! once at start-up.
 
+use crate::gateway;
 use crate::token::{Algorithm, ClaimNames};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::{Figment, value::Uncased};
@@ -654,11 +655,26 @@ fn url_prefix(setting: &str, prefix: String) -> Result<String, ConfigError> {
             format!("{prefix:?}: expected a path such as \"/app/\""),
         ));
     }
-    Ok(if prefix.ends_with('/') {
+    let prefix = if prefix.ends_with('/') {
         prefix
     } else {
         format!("{prefix}/")
-    })
+    };
+    // Requests are matched in normalized form, so a prefix in any other form never matches,
+    // and one with characters a backend decodes could be reached under another spelling.
+    let plain = |path: &str| path.bytes().all(|b| b == b'/' || gateway::is_unreserved(b));
+    match gateway::normalize_path(&prefix) {
+        Ok(normal) if !plain(&normal) => Err(invalid(
+            setting,
+            format!("{prefix:?}: use only letters, digits, '-', '.', '_', '~' and '/'"),
+        )),
+        Ok(normal) if normal != prefix => Err(invalid(
+            setting,
+            format!("{prefix:?}: requests are matched normalized; write it as {normal:?}"),
+        )),
+        Ok(_) => Ok(prefix),
+        Err(e) => Err(invalid(setting, format!("{prefix:?}: {e}"))),
+    }
 }
 
 #[cfg(test)]
@@ -739,6 +755,41 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(setting), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn prefixes_must_be_normalized() {
+        let prefixes = |table: &str, prefix: &str| {
+            let extra = if table == "upstream" {
+                "backends = [\"http://127.0.0.1:1\"]\n"
+            } else {
+                "dir = \".\"\n"
+            };
+            from_toml(&format!("[[{table}]]\nprefix = {prefix:?}\n{extra}"))
+        };
+        for table in ["static", "upstream"] {
+            let s = prefixes(table, "/a-b_c.d~1/e").unwrap();
+            let prefix = match table {
+                "static" => &s.statics[0].prefix,
+                _ => &s.upstreams[0].prefix,
+            };
+            assert_eq!(prefix, "/a-b_c.d~1/e/");
+            for (prefix, says) in [
+                ("/app/../admin/", "write it as \"/admin/\""),
+                ("//app/", "write it as \"/app/\""),
+                ("/./app", "write it as \"/app/\""),
+                ("/%61pp/", "write it as \"/app/\""),
+                ("/a%2fb/", "encoded '/'"),
+                ("/a;b/", "';'"),
+                ("/a@b/", "use only letters"),
+                ("/caf\u{e9}/", "use only letters"),
+                ("/a%3Fb/", "use only letters"),
+            ] {
+                let err = prefixes(table, prefix).unwrap_err().to_string();
+                assert!(err.contains(&format!("`{table}.prefix`")), "{err}");
+                assert!(err.contains(says), "{prefix}: {err}");
+            }
         }
     }
 

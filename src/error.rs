@@ -1,7 +1,9 @@
 //! The one place where errors become HTTP responses, in simplejwt's and DRF's shapes.
 
 use crate::auth::AuthError;
+use crate::gateway::PathError;
 use crate::password::PasswordError;
+use crate::server::HostError;
 use crate::service::ServiceError;
 use crate::store::StoreError;
 use axum::Json;
@@ -35,6 +37,11 @@ pub enum ApiError {
     Service(#[from] ServiceError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// A request path that cannot be routed unambiguously.
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error(transparent)]
+    Host(#[from] HostError),
 }
 
 impl From<StoreError> for ApiError {
@@ -146,6 +153,7 @@ impl IntoResponse for ApiError {
             ApiError::PayloadTooLarge => detail(StatusCode::PAYLOAD_TOO_LARGE),
             ApiError::MethodNotAllowed(_) => detail(StatusCode::METHOD_NOT_ALLOWED),
             ApiError::NotFound => detail(StatusCode::NOT_FOUND),
+            ApiError::Path(_) | ApiError::Host(_) => detail(StatusCode::BAD_REQUEST),
             ApiError::Service(e) => match e {
                 ServiceError::Token(_) | ServiceError::Blacklisted => token_not_valid(&text),
                 ServiceError::BadCredentials | ServiceError::NoActiveAccountForToken => {

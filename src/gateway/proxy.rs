@@ -199,15 +199,11 @@ fn strip_identity(headers: &mut HeaderMap) {
     }
 }
 
-/// The request's headers for the backend: hop-by-hop ones dropped (kept for an upgrade), and
-/// `X-Forwarded-For`, `-Proto` and `-Host` set.
+/// The request's headers for the backend: hop-by-hop ones dropped (but `Connection: upgrade`
+/// and `Upgrade` for an upgrade), and `X-Forwarded-For`, `-Proto` and `-Host` set.
 fn forwarded_headers(parts: &axum::http::request::Parts, upgrade: bool) -> HeaderMap {
     let mut headers = parts.headers.clone();
-    if !upgrade {
-        for name in &HOP_BY_HOP {
-            headers.remove(name);
-        }
-    }
+    remove_hop_by_hop(&mut headers, upgrade);
     let host = parts.headers.get(header::HOST).cloned().or_else(|| {
         parts
             .uri
@@ -239,13 +235,37 @@ fn forwarded_headers(parts: &axum::http::request::Parts, upgrade: bool) -> Heade
     headers
 }
 
-fn is_upgrade(headers: &HeaderMap) -> bool {
-    let connection_upgrade = headers
+/// Removes the fixed hop-by-hop headers and the ones the `Connection` header names (RFC 9110
+/// §7.6.1), which a client could otherwise use to pass a header meant for this hop alone. Our
+/// own `X-Handstamp-*` headers stay: only we set them (client-sent ones are gone by now).
+fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+        .filter(|name| !name.as_str().starts_with("x-handstamp-"))
+        .collect();
+    let upgrade_to = upgrade.then(|| headers.get(header::UPGRADE).cloned());
+    for name in named.iter().chain(&HOP_BY_HOP) {
+        headers.remove(name);
+    }
+    if let Some(upgrade_to) = upgrade_to.flatten() {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, upgrade_to);
+    }
+}
+
+/// The comma-separated tokens of every `Connection` header.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+        .map(str::trim)
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    let connection_upgrade =
+        connection_tokens(headers).any(|token| token.eq_ignore_ascii_case("upgrade"));
     connection_upgrade && headers.contains_key(header::UPGRADE)
 }
 

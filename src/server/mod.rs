@@ -10,7 +10,7 @@ mod request_metrics;
 mod tls;
 
 pub use access_log::write_to as write_access_log_to;
-pub use front::{Front, Peer, json_response};
+pub use front::{Front, HostError, Peer, json_response};
 pub use hot::HotRoutes;
 pub use log_buffer::{LogBuffer, LogFlusher};
 pub use observe::{Metrics, metrics};
