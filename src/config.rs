@@ -89,6 +89,10 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,
+    /// An idle connection (no request in flight) is closed after this.
+    pub keepalive_timeout: Duration,
+    /// A client whose reading makes no progress for this long is cut off.
+    pub send_timeout: Duration,
     pub max_body: usize,
     pub max_connections: usize,
     pub log_format: LogFormat,
@@ -198,6 +202,8 @@ const SERVER_KEYS: &[&str] = &[
     "shutdown_grace",
     "request_timeout",
     "header_read_timeout",
+    "keepalive_timeout",
+    "send_timeout",
     "max_body",
     "max_connections",
     "log_format",
@@ -288,6 +294,10 @@ struct RawServer {
     #[serde(deserialize_with = "text")]
     header_read_timeout: String,
     #[serde(deserialize_with = "text")]
+    keepalive_timeout: String,
+    #[serde(deserialize_with = "text")]
+    send_timeout: String,
+    #[serde(deserialize_with = "text")]
     max_body: String,
     #[serde(deserialize_with = "text")]
     max_connections: String,
@@ -304,6 +314,8 @@ impl Default for RawServer {
             shutdown_grace: "30s".into(),
             request_timeout: "30s".into(),
             header_read_timeout: "10s".into(),
+            keepalive_timeout: "75s".into(),
+            send_timeout: "60s".into(),
             max_body: "1MiB".into(),
             max_connections: "10000".into(),
             log_format: "text".into(),
@@ -557,6 +569,14 @@ impl RawServer {
                 "header_read_timeout",
                 parse_duration("header_read_timeout", &self.header_read_timeout)?,
             )?,
+            keepalive_timeout: positive(
+                "keepalive_timeout",
+                parse_duration("keepalive_timeout", &self.keepalive_timeout)?,
+            )?,
+            send_timeout: positive(
+                "send_timeout",
+                parse_duration("send_timeout", &self.send_timeout)?,
+            )?,
             max_body: usize::try_from(max_body.as_u64()).unwrap_or(usize::MAX),
             max_connections,
             log_format,
@@ -696,6 +716,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("acess_token_lifetime"), "{err}");
+    }
+
+    #[test]
+    fn connection_timeouts_default_as_nginx_and_are_checked() {
+        let s = Settings::default();
+        assert_eq!(s.server.keepalive_timeout, Duration::from_secs(75));
+        assert_eq!(s.server.send_timeout, Duration::from_secs(60));
+        let s = from_toml("[server]\nkeepalive_timeout = \"5s\"\nsend_timeout = 7\n").unwrap();
+        assert_eq!(s.server.keepalive_timeout, Duration::from_secs(5));
+        assert_eq!(s.server.send_timeout, Duration::from_secs(7));
+        for setting in ["keepalive_timeout", "send_timeout"] {
+            let err = from_toml(&format!("[server]\n{setting} = \"0s\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("`{setting}`")), "{err}");
+        }
     }
 
     #[test]

@@ -1,0 +1,279 @@
+//! Every state a connection can be in has a bounded life: a client that connects and sends
+//! nothing, stops half-way through a preface, a TLS handshake or a request head, idles between
+//! requests or never reads its responses is cut off, so that it cannot hold a connection slot.
+//! Raw sockets throughout: the clients here misbehave on purpose.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use handstamp::config::Settings;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Slack for a loaded machine (two cores shared by many test processes).
+const MARGIN: Duration = Duration::from_secs(3);
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Timeouts short enough for tests; the ones a test is not about stay long.
+fn short(settings: &mut Settings) {
+    settings.server.header_read_timeout = SECOND;
+    settings.server.keepalive_timeout = Duration::from_secs(60);
+    settings.server.send_timeout = Duration::from_secs(60);
+}
+
+/// Reads (and discards) until the server closes the connection or resets it, and returns how
+/// long that took; panics if it is still open after `bound`.
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    bound: Duration,
+) -> Duration {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    let outcome = tokio::time::timeout(bound, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        outcome.is_ok(),
+        "the connection was still open after {bound:?}"
+    );
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn a_client_that_sends_nothing_is_cut_after_the_header_read_timeout() {
+    let s = TestServer::start_with(short).await;
+    let mut silent = TcpStream::connect(s.addr).await.unwrap();
+    let took = closed_within(&mut silent, SECOND + MARGIN).await;
+    assert!(took >= SECOND - Duration::from_millis(100), "{took:?}");
+}
+
+#[tokio::test]
+async fn part_of_the_http2_preface_is_cut_after_the_header_read_timeout() {
+    let s = TestServer::start_with(short).await;
+    let mut partial = TcpStream::connect(s.addr).await.unwrap();
+    partial.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    closed_within(&mut partial, SECOND + MARGIN).await;
+}
+
+#[tokio::test]
+async fn http2_without_a_request_is_cut_after_the_header_read_timeout() {
+    let s = TestServer::start_with(short).await;
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    let (_sender, conn) = hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(
+        TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    // The preface and SETTINGS went out, but never a request.
+    let outcome = tokio::time::timeout(SECOND + MARGIN, conn).await;
+    assert!(outcome.is_ok(), "the HTTP/2 connection was not closed");
+}
+
+/// A TLS client for the test certificate, offering `alpn`.
+fn tls_connector(pem: &str, alpn: &[u8]) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+use rustls_pki_types::pem::PemObject;
+
+#[tokio::test]
+async fn a_tls_handshake_never_finished_is_cut_after_the_header_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, _) = certificate(dir.path(), "cert");
+    let s = TestServer::start_with(|c| {
+        short(c);
+        c.server.tls = Some(files);
+    })
+    .await;
+    let mut stalled = TcpStream::connect(s.addr).await.unwrap();
+    // The header of a handshake record, and nothing of the ClientHello it announces.
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+        .await
+        .unwrap();
+    closed_within(&mut stalled, SECOND + MARGIN).await;
+}
+
+#[tokio::test]
+async fn an_idle_client_after_the_tls_handshake_is_cut_for_http2_and_http1() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, pem) = certificate(dir.path(), "cert");
+    let s = TestServer::start_with(|c| {
+        short(c);
+        c.server.tls = Some(files);
+    })
+    .await;
+    for alpn in [&b"h2"[..], b"http/1.1"] {
+        let start = Instant::now();
+        let tcp = TcpStream::connect(s.addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = tls_connector(&pem, alpn).connect(name, tcp).await.unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn));
+        closed_within(&mut tls, SECOND + MARGIN).await;
+        // The handshake counts against the same timeout: one bound from the connection's start.
+        assert!(start.elapsed() < SECOND + MARGIN);
+    }
+}
+
+/// Sends a keep-alive GET /healthz and reads its whole response.
+async fn healthz(stream: &mut TcpStream) {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.ends_with(br#"{"status":"ok"}"#) {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed");
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn an_idle_http1_connection_is_closed_after_the_keepalive_timeout() {
+    let keepalive = Duration::from_secs(3);
+    let s = TestServer::start_with(|c| {
+        short(c);
+        c.server.keepalive_timeout = keepalive;
+    })
+    .await;
+    let mut client = TcpStream::connect(s.addr).await.unwrap();
+    healthz(&mut client).await;
+    healthz(&mut client).await;
+    // Idle: kept for the keep-alive timeout, not merely the (shorter) header read timeout.
+    let took = closed_within(&mut client, keepalive + MARGIN).await;
+    assert!(
+        took >= keepalive - Duration::from_millis(200),
+        "closed after {took:?}, before the keep-alive timeout"
+    );
+}
+
+#[tokio::test]
+async fn a_later_request_head_must_arrive_within_the_header_read_timeout() {
+    let s = TestServer::start_with(|c| {
+        short(c);
+        c.server.keepalive_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let mut client = TcpStream::connect(s.addr).await.unwrap();
+    healthz(&mut client).await;
+    // The next head starts, then stalls: the keep-alive timeout no longer applies.
+    client.write_all(b"GET /hea").await.unwrap();
+    closed_within(&mut client, SECOND + MARGIN).await;
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_the_keepalive_timeout() {
+    let keepalive = Duration::from_secs(3);
+    let s = TestServer::start_with(|c| {
+        short(c);
+        c.server.keepalive_timeout = keepalive;
+    })
+    .await;
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let request = hyper::Request::get(format!("http://{}/healthz", s.addr))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.unwrap();
+    let idle = Instant::now();
+    let closed = tokio::time::timeout(keepalive + MARGIN, conn).await;
+    let took = idle.elapsed();
+    let closed = closed.expect("the idle HTTP/2 connection was not closed");
+    // Closed gracefully (GOAWAY), not reset.
+    assert!(closed.unwrap().is_ok(), "not a graceful close");
+    assert!(took >= keepalive - Duration::from_millis(200), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_cut_after_the_send_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // Far more than the socket buffers of both ends hold.
+    let size = 32 * 1024 * 1024;
+    std::fs::write(dir.path().join("big.bin"), vec![7u8; size]).unwrap();
+    let s = TestServer::start_with(|c| {
+        short(c);
+        c.server.send_timeout = SECOND;
+        c.server.max_connections = 1;
+        c.statics = vec![handstamp::config::StaticMount {
+            prefix: "/files/".into(),
+            dir: dir.path().to_owned(),
+        }];
+    })
+    .await;
+    let mut reader_on_strike = TcpStream::connect(s.addr).await.unwrap();
+    reader_on_strike
+        .write_all(b"GET /files/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The only connection slot is taken until the stalled one is cut.
+    let start = Instant::now();
+    let mut next = TcpStream::connect(s.addr).await.unwrap();
+    tokio::time::timeout(SECOND + MARGIN, healthz(&mut next))
+        .await
+        .expect("the stalled client kept its connection");
+    assert!(start.elapsed() >= SECOND - Duration::from_millis(100));
+    // It got part of the file, then the connection ended.
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(MARGIN, reader_on_strike.read_to_end(&mut received))
+        .await
+        .expect("the stalled connection was not closed");
+    assert!(received.len() < size, "{} bytes", received.len());
+}
+
+#[tokio::test]
+async fn idle_connections_hold_their_slots_only_until_the_timeout() {
+    let n = 3;
+    let s = TestServer::start_with(|c| {
+        short(c);
+        c.server.max_connections = n;
+    })
+    .await;
+    let start = Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..n {
+        idle.push(TcpStream::connect(s.addr).await.unwrap());
+    }
+    let mut client = TcpStream::connect(s.addr).await.unwrap();
+    tokio::time::timeout(SECOND + MARGIN, healthz(&mut client))
+        .await
+        .expect("the new client was never served");
+    // Not before the idle ones were cut: they held every slot until then.
+    let took = start.elapsed();
+    assert!(took >= SECOND - Duration::from_millis(100), "{took:?}");
+    for mut stream in idle {
+        closed_within(&mut stream, MARGIN).await;
+    }
+}
