@@ -277,3 +277,70 @@ async fn idle_connections_hold_their_slots_only_until_the_timeout() {
         closed_within(&mut stream, MARGIN).await;
     }
 }
+
+#[tokio::test]
+async fn shutdown_closes_idle_connections_at_once_and_lets_requests_in_flight_finish() {
+    // A backend that answers `/app/slow` only when released.
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    let (arrived, arrival) = tokio::sync::oneshot::channel();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut arrived, mut released) = (Some(arrived), Some(released));
+        loop {
+            let (mut stream, _) = backend.accept().await.unwrap();
+            let mut head = [0u8; 1024];
+            let n = stream.read(&mut head).await.unwrap();
+            if head[..n].starts_with(b"GET /app/slow") {
+                arrived.take().unwrap().send(()).unwrap();
+                let _ = released.take().unwrap().await;
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await
+                    .unwrap();
+            }
+            // Held open: the server's side decides when connections end.
+            std::mem::forget(stream);
+        }
+    });
+    let s = TestServer::start_with(|c| {
+        short(c);
+        c.upstreams = vec![handstamp::config::UpstreamSettings {
+            prefix: "/app/".into(),
+            backends: vec![format!("http://{backend_addr}")],
+            auth: handstamp::config::AuthMode::None,
+            balance: handstamp::config::Balance::RoundRobin,
+            health_path: "/".into(),
+            health_interval: Duration::from_secs(3600),
+        }];
+    })
+    .await;
+    let mut idle = TcpStream::connect(s.addr).await.unwrap();
+    healthz(&mut idle).await;
+    let mut busy = TcpStream::connect(s.addr).await.unwrap();
+    busy.write_all(b"GET /app/slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    arrival.await.unwrap();
+
+    let stopping = tokio::spawn(s.stop());
+    // The idle connection goes at once, long before any timeout; the busy one stays.
+    closed_within(&mut idle, MARGIN).await;
+    assert!(
+        !stopping.is_finished(),
+        "shutdown did not wait for the request"
+    );
+    release.send(()).unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(MARGIN, busy.read_to_end(&mut answer))
+        .await
+        .expect("the connection was not closed after its last response")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("ok"), "{answer}");
+    tokio::time::timeout(MARGIN, stopping)
+        .await
+        .expect("shutdown did not finish")
+        .unwrap();
+}
