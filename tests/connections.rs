@@ -220,19 +220,7 @@ async fn an_idle_http2_connection_is_closed_after_the_keepalive_timeout() {
 #[tokio::test]
 async fn a_client_that_never_reads_is_cut_after_the_send_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    // Far more than the socket buffers of both ends hold.
-    let size = 32 * 1024 * 1024;
-    std::fs::write(dir.path().join("big.bin"), vec![7u8; size]).unwrap();
-    let s = TestServer::start_with(|c| {
-        short(c);
-        c.server.send_timeout = SECOND;
-        c.server.max_connections = 1;
-        c.statics = vec![handstamp::config::StaticMount {
-            prefix: "/files/".into(),
-            dir: dir.path().to_owned(),
-        }];
-    })
-    .await;
+    let (s, size) = serving_a_big_file(dir.path()).await;
     let mut reader_on_strike = TcpStream::connect(s.addr).await.unwrap();
     reader_on_strike
         .write_all(b"GET /files/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -251,6 +239,58 @@ async fn a_client_that_never_reads_is_cut_after_the_send_timeout() {
         .await
         .expect("the stalled connection was not closed");
     assert!(received.len() < size, "{} bytes", received.len());
+}
+
+/// A server with one connection slot, a short send timeout, and a file far larger than the
+/// socket buffers and HTTP/2 windows of both ends at `/files/big.bin`; and the file's size.
+async fn serving_a_big_file(dir: &std::path::Path) -> (TestServer, usize) {
+    let size = 32 * 1024 * 1024;
+    std::fs::write(dir.join("big.bin"), vec![7u8; size]).unwrap();
+    let dir = dir.to_owned();
+    let s = TestServer::start_with(|c| {
+        short(c);
+        c.server.send_timeout = SECOND;
+        c.server.max_connections = 1;
+        c.statics = vec![handstamp::config::StaticMount {
+            prefix: "/files/".into(),
+            dir,
+        }];
+    })
+    .await;
+    (s, size)
+}
+
+#[tokio::test]
+async fn an_http2_client_that_stops_opening_its_window_is_cut_after_the_send_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = serving_a_big_file(dir.path()).await;
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    // The client reads every frame off the socket, but never takes the body, so it never
+    // gives the server more window: the stream waits on the client, the socket does not.
+    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let request = hyper::Request::get(format!("http://{}/files/big.bin", s.addr))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let start = Instant::now();
+    let mut next = TcpStream::connect(s.addr).await.unwrap();
+    tokio::time::timeout(SECOND + MARGIN, healthz(&mut next))
+        .await
+        .expect("the stalled HTTP/2 client kept its connection");
+    assert!(start.elapsed() >= SECOND - Duration::from_millis(100));
+    tokio::time::timeout(MARGIN, conn)
+        .await
+        .expect("the stalled HTTP/2 connection was not closed")
+        .unwrap()
+        .ok();
+    drop(response);
 }
 
 #[tokio::test]
@@ -305,14 +345,7 @@ async fn shutdown_closes_idle_connections_at_once_and_lets_requests_in_flight_fi
     });
     let s = TestServer::start_with(|c| {
         short(c);
-        c.upstreams = vec![handstamp::config::UpstreamSettings {
-            prefix: "/app/".into(),
-            backends: vec![format!("http://{backend_addr}")],
-            auth: handstamp::config::AuthMode::None,
-            balance: handstamp::config::Balance::RoundRobin,
-            health_path: "/".into(),
-            health_interval: Duration::from_secs(3600),
-        }];
+        c.upstreams = vec![upstream_at(backend_addr)];
     })
     .await;
     let mut idle = TcpStream::connect(s.addr).await.unwrap();
@@ -343,4 +376,81 @@ async fn shutdown_closes_idle_connections_at_once_and_lets_requests_in_flight_fi
         .await
         .expect("shutdown did not finish")
         .unwrap();
+}
+
+/// `/app/` proxied to `backend`, without health probes.
+fn upstream_at(backend: std::net::SocketAddr) -> handstamp::config::UpstreamSettings {
+    handstamp::config::UpstreamSettings {
+        prefix: "/app/".into(),
+        backends: vec![format!("http://{backend}")],
+        auth: handstamp::config::AuthMode::None,
+        balance: handstamp::config::Balance::RoundRobin,
+        health_path: "/".into(),
+        health_interval: Duration::from_secs(3600),
+    }
+}
+
+#[tokio::test]
+async fn a_response_waiting_on_a_slow_backend_is_not_cut_by_the_send_timeout() {
+    // A backend that sends the head and a first chunk, and the rest only when released (and
+    // answers the health probe).
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut released = Some(released);
+        loop {
+            let (mut stream, _) = backend.accept().await.unwrap();
+            let mut head = [0u8; 1024];
+            let n = stream.read(&mut head).await.unwrap();
+            if !head[..n].starts_with(b"GET /app/stream") {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+                continue;
+            }
+            let start = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n";
+            stream.write_all(start.as_bytes()).await.unwrap();
+            let _ = released.take().unwrap().await;
+            stream.write_all(b"4\r\nlast\r\n0\r\n\r\n").await.unwrap();
+            std::mem::forget(stream);
+        }
+    });
+    let s = TestServer::start_with(|c| {
+        short(c);
+        // Longer than the send timeout: its expiry on another connection is the clock here.
+        c.server.header_read_timeout = Duration::from_secs(2);
+        c.server.send_timeout = SECOND;
+        c.upstreams = vec![upstream_at(backend_addr)];
+    })
+    .await;
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let request = hyper::Request::get(format!("http://{}/app/stream", s.addr))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], b"first");
+    // Once a silent connection has been cut by the (longer) header timeout, more than the
+    // send timeout has passed with the response waiting on the backend, not on the client.
+    let mut silent = TcpStream::connect(s.addr).await.unwrap();
+    closed_within(&mut silent, Duration::from_secs(2) + MARGIN).await;
+    assert!(
+        !conn.is_finished(),
+        "the connection waiting on the backend was cut"
+    );
+    release.send(()).unwrap();
+    let rest = tokio::time::timeout(MARGIN, body.collect())
+        .await
+        .expect("the rest of the response never came")
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&rest[..], b"last");
 }

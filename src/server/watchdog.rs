@@ -4,7 +4,8 @@
 //!   included): `header_read_timeout`;
 //! - idle, no request in flight: `keepalive_timeout`, then a graceful close (HTTP/2 GOAWAY);
 //! - on HTTP/1, from the first byte of a later request head to its end: `header_read_timeout`;
-//! - writes making no progress (a client that stopped reading): `send_timeout`.
+//! - writes making no progress (a client that stopped reading, or an HTTP/2 client that stopped
+//!   opening its flow-control window): `send_timeout`.
 //!
 //! hyper's own HTTP/1 `header_read_timeout` starts when a connection goes idle, so it would cut
 //! idle keep-alive connections at the header timeout; HTTP/2 has none. So the states are
@@ -20,7 +21,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -50,6 +51,9 @@ pub(super) struct Activity {
     wrote: AtomicBool,
     /// The last write could not proceed: the client is not reading.
     stalled: AtomicBool,
+    /// HTTP/2 response bodies that have handed out a frame and not been asked for the next:
+    /// waiting for the client's flow-control window, not for the app.
+    waiting: AtomicUsize,
     /// Requests end on other tasks (one per stream), which must wake the watchdog.
     h2: AtomicBool,
     watchdog: AtomicWaker,
@@ -59,11 +63,16 @@ impl Activity {
     /// A request head has arrived; the request counts as in flight until the token is dropped
     /// (with its response body, or with the request if it is abandoned).
     pub fn request(self: &Arc<Self>, version: hyper::Version) -> InFlight {
-        if version == hyper::Version::HTTP_2 && !self.h2.load(Relaxed) {
+        let h2 = version == hyper::Version::HTTP_2;
+        if h2 && !self.h2.load(Relaxed) {
             self.h2.store(true, Relaxed);
         }
         self.started.fetch_add(1, Relaxed);
-        InFlight(self.clone())
+        InFlight {
+            activity: self.clone(),
+            h2,
+            waiting: false,
+        }
     }
 
     fn note_write(&self, outcome: &Poll<io::Result<usize>>) {
@@ -80,14 +89,33 @@ impl Activity {
 
 /// A request in flight.
 #[derive(Debug)]
-pub(super) struct InFlight(Arc<Activity>);
+pub(super) struct InFlight {
+    activity: Arc<Activity>,
+    h2: bool,
+    /// Counted in [`Activity::waiting`].
+    waiting: bool,
+}
+
+impl InFlight {
+    /// HTTP/2 only: on HTTP/1 a response waiting on the client is a stalled write.
+    fn wait(&mut self, waiting: bool) {
+        if self.h2 && self.waiting != waiting {
+            self.waiting = waiting;
+            match waiting {
+                true => self.activity.waiting.fetch_add(1, Relaxed),
+                false => self.activity.waiting.fetch_sub(1, Relaxed),
+            };
+        }
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.finished.fetch_add(1, Relaxed);
+        self.wait(false);
+        self.activity.finished.fetch_add(1, Relaxed);
         // HTTP/1 responses end inside the connection's own poll, which looks afterwards.
-        if self.0.h2.load(Relaxed) {
-            self.0.watchdog.wake();
+        if self.h2 {
+            self.activity.watchdog.wake();
         }
     }
 }
@@ -115,7 +143,14 @@ impl<B: Body> Body for Tracked<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        self.project().body.poll_frame(cx)
+        let this = self.project();
+        this.in_flight.wait(false);
+        let frame = this.body.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = frame {
+            // Until hyper asks for the next one, it is the client that has to make room.
+            this.in_flight.wait(true);
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -281,12 +316,15 @@ impl<C: Future, F: Future<Output = ()>> Future for Guarded<C, F> {
                 // Before the counts are read, so that a stream ending after that wakes us.
                 a.watchdog.register(cx.waker());
             }
-            // Stalled writes: the clock starts at the first write that could not proceed.
-            if a.wrote.load(Relaxed) {
+            // Waiting on the client (a stalled write, or an HTTP/2 stream without window): the
+            // clock runs from the last write that made progress.
+            let wrote = a.wrote.load(Relaxed);
+            if wrote {
                 a.wrote.store(false, Relaxed);
-                *this.stall_until = None;
             }
-            if this.stall_until.is_none() && a.stalled.load(Relaxed) {
+            if !a.stalled.load(Relaxed) && a.waiting.load(Relaxed) == 0 {
+                *this.stall_until = None;
+            } else if wrote || this.stall_until.is_none() {
                 *this.stall_until = Some(Instant::now() + this.limits.send);
             }
             let read = a.read.load(Relaxed);
