@@ -484,3 +484,30 @@ async fn a_response_waiting_on_a_slow_backend_is_not_cut_by_the_send_timeout() {
         .to_bytes();
     assert_eq!(&rest[..], b"last");
 }
+
+#[tokio::test]
+async fn http2_settings_bound_what_one_connection_can_hold() {
+    let s = TestServer::start_with(short).await;
+    let mut client = TcpStream::connect(s.addr).await.unwrap();
+    client
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    // The server's first frame is its SETTINGS: a 9-byte header, then 6-byte entries.
+    let mut header = [0u8; 9];
+    client.read_exact(&mut header).await.unwrap();
+    assert_eq!(header[3], 4, "not a SETTINGS frame");
+    let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+    let mut payload = vec![0u8; len];
+    client.read_exact(&mut payload).await.unwrap();
+    let settings: std::collections::HashMap<u16, u32> = payload
+        .chunks(6)
+        .map(|e| {
+            let id = u16::from_be_bytes([e[0], e[1]]);
+            (id, u32::from_be_bytes([e[2], e[3], e[4], e[5]]))
+        })
+        .collect();
+    // SETTINGS_MAX_CONCURRENT_STREAMS and SETTINGS_MAX_HEADER_LIST_SIZE.
+    assert_eq!(settings.get(&3), Some(&100), "{settings:?}");
+    assert_eq!(settings.get(&6), Some(&16_384), "{settings:?}");
+}
