@@ -331,8 +331,9 @@ impl<C: Future, F: Future<Output = ()>> Future for Guarded<C, F> {
             if read {
                 a.read.store(false, Relaxed);
             }
-            let started = a.started.load(Relaxed);
+            // Finished first: a request can only finish after it started.
             let finished = a.finished.load(Relaxed);
+            let started = a.started.load(Relaxed);
             if started > finished {
                 *this.phase = Phase::Busy;
             } else if started > 0 {
