@@ -11,8 +11,9 @@
 //! idle keep-alive connections at the header timeout; HTTP/2 has none. So the states are
 //! tracked here instead: [`Watched`] notes reads and write stalls on the socket, [`InFlight`]
 //! counts requests from their head to the end of their response, and [`Guarded`] polls the
-//! connection in the same task, re-arming one timer only when a state changes (no clock read
-//! or timer per request while a connection stays busy).
+//! connection in the same task with one timer, moved only when a deadline comes earlier (a
+//! keep-alive connection reads the clock once a request and resets no timer for it; hyper's
+//! header timer allocated and registered a new one for every request).
 
 use atomic_waker::AtomicWaker;
 use hyper::body::{Body, Frame, SizeHint};
