@@ -90,6 +90,10 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,
+    /// An idle connection (no request in flight) is closed after this.
+    pub keepalive_timeout: Duration,
+    /// A client whose reading makes no progress for this long is cut off.
+    pub send_timeout: Duration,
     pub max_body: usize,
     /// The body limit of the token endpoints (`/api/token/...`), at most `max_body`.
     pub token_max_body: usize,
@@ -203,6 +207,8 @@ const SERVER_KEYS: &[&str] = &[
     "shutdown_grace",
     "request_timeout",
     "header_read_timeout",
+    "keepalive_timeout",
+    "send_timeout",
     "max_body",
     "max_connections",
     "log_format",
@@ -295,6 +301,10 @@ struct RawServer {
     #[serde(deserialize_with = "text")]
     header_read_timeout: String,
     #[serde(deserialize_with = "text")]
+    keepalive_timeout: String,
+    #[serde(deserialize_with = "text")]
+    send_timeout: String,
+    #[serde(deserialize_with = "text")]
     max_body: String,
     #[serde(deserialize_with = "text")]
     max_connections: String,
@@ -315,6 +325,8 @@ impl Default for RawServer {
             shutdown_grace: "30s".into(),
             request_timeout: "30s".into(),
             header_read_timeout: "10s".into(),
+            keepalive_timeout: "75s".into(),
+            send_timeout: "60s".into(),
             max_body: "1MiB".into(),
             max_connections: "10000".into(),
             log_format: "text".into(),
@@ -571,6 +583,14 @@ impl RawServer {
                 "header_read_timeout",
                 parse_duration("header_read_timeout", &self.header_read_timeout)?,
             )?,
+            keepalive_timeout: positive(
+                "keepalive_timeout",
+                parse_duration("keepalive_timeout", &self.keepalive_timeout)?,
+            )?,
+            send_timeout: positive(
+                "send_timeout",
+                parse_duration("send_timeout", &self.send_timeout)?,
+            )?,
             max_body,
             token_max_body,
             max_connections,
@@ -790,6 +810,22 @@ mod tests {
                 assert!(err.contains(&format!("`{table}.prefix`")), "{err}");
                 assert!(err.contains(says), "{prefix}: {err}");
             }
+        }
+    }
+
+    #[test]
+    fn connection_timeouts_default_as_nginx_and_are_checked() {
+        let s = Settings::default();
+        assert_eq!(s.server.keepalive_timeout, Duration::from_secs(75));
+        assert_eq!(s.server.send_timeout, Duration::from_secs(60));
+        let s = from_toml("[server]\nkeepalive_timeout = \"5s\"\nsend_timeout = 7\n").unwrap();
+        assert_eq!(s.server.keepalive_timeout, Duration::from_secs(5));
+        assert_eq!(s.server.send_timeout, Duration::from_secs(7));
+        for setting in ["keepalive_timeout", "send_timeout"] {
+            let err = from_toml(&format!("[server]\n{setting} = \"0s\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("`{setting}`")), "{err}");
         }
     }
 

@@ -442,6 +442,8 @@ fn settings_come_from_file_and_environment_and_bad_ones_stop_start_up() {
             ("HANDSTAMP_ROTATE_REFRESH_TOKENS", "maybe"),
             "rotate_refresh_tokens",
         ),
+        (("HANDSTAMP_KEEPALIVE_TIMEOUT", "0s"), "`keepalive_timeout`"),
+        (("HANDSTAMP_SEND_TIMEOUT", "soon"), "`send_timeout`"),
     ] {
         let out = command(d, &["serve", "--bind", "127.0.0.1:0"])
             .env(env.0, env.1)

@@ -8,6 +8,7 @@ mod log_buffer;
 mod observe;
 mod request_metrics;
 mod tls;
+mod watchdog;
 
 pub use access_log::write_to as write_access_log_to;
 pub use front::{Front, HostError, Peer, json_response};
@@ -24,10 +25,10 @@ use axum::Router;
 use axum::body::Body;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use watchdog::{Activity, Ended, Guarded, Limits, Tracked, Watched};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -90,6 +91,8 @@ pub async fn bind(addrs: &[String]) -> Result<Vec<TcpListener>, ServeError> {
 pub struct ServeOptions {
     pub tls: Option<Arc<CertStore>>,
     pub header_read_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub send_timeout: Duration,
     pub shutdown_grace: Duration,
     pub max_connections: usize,
 }
@@ -100,6 +103,8 @@ impl ServeOptions {
         Ok(ServeOptions {
             tls: settings.tls.as_ref().map(CertStore::load).transpose()?,
             header_read_timeout: settings.header_read_timeout,
+            keepalive_timeout: settings.keepalive_timeout,
+            send_timeout: settings.send_timeout,
             shutdown_grace: settings.shutdown_grace,
             max_connections: settings.max_connections,
         })
@@ -137,18 +142,36 @@ pub async fn serve_with(
         reload_on_hangup(store);
     }
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's header timer starts when a connection goes idle, which would make it the
+    // keep-alive timeout: the watchdog times request heads instead.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout);
+        .header_read_timeout(None);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        // Finds dead peers, also while a request is in flight.
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT)
+        // hyper allows 200 streams, each holding a request and up to 400 KiB of response
+        // waiting for the client's window: bound what one connection can hold.
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_send_buf_size(H2_MAX_SEND_BUF)
+        // h2's default (20), written down: streams opened and reset before being served.
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_header_list_size(H2_MAX_HEADER_LIST);
     let connection = Arc::new(Connection {
         builder,
         app,
         tls,
-        handshake_timeout: options.header_read_timeout,
+        limits: Limits {
+            header_read: options.header_read_timeout,
+            keepalive: options.keepalive_timeout,
+            send: options.send_timeout,
+        },
     });
     let limit = Arc::new(Semaphore::new(options.max_connections));
-    let graceful = Arc::new(GracefulShutdown::new());
     let (stop, stopped) = watch::channel(false);
     let mut loops = tokio::task::JoinSet::new();
     for listener in listeners {
@@ -158,21 +181,16 @@ pub async fn serve_with(
             "http"
         };
         tracing::info!("listening on {scheme}://{}", listener.local_addr()?);
-        let accept = accept_loop(
-            listener,
-            connection.clone(),
-            limit.clone(),
-            graceful.clone(),
-            stopped.clone(),
-        );
+        let accept = accept_loop(listener, connection.clone(), limit.clone(), stopped.clone());
         loops.spawn(accept);
     }
     shutdown.await;
     tracing::info!("shutting down: finishing requests in flight");
     let _ = stop.send(true);
     while loops.join_next().await.is_some() {}
-    let graceful = Arc::into_inner(graceful).expect("accept loops have ended");
-    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
+    // Every open connection holds a permit: all of them back means all connections are done.
+    let all = u32::try_from(options.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(options.shutdown_grace, limit.acquire_many(all))
         .await
         .is_err()
     {
@@ -181,19 +199,27 @@ pub async fn serve_with(
     Ok(())
 }
 
+/// HTTP/2 keep-alive pings: a peer that has not answered within the timeout is gone.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// nginx's `http2_max_concurrent_streams` is 128.
+const H2_MAX_STREAMS: u32 = 100;
+const H2_MAX_SEND_BUF: usize = 64 * 1024;
+const H2_MAX_PENDING_RESETS: usize = 20;
+const H2_MAX_HEADER_LIST: u32 = 16 * 1024;
+
 /// What every connection needs.
 struct Connection {
     builder: auto::Builder<TokioExecutor>,
     app: App,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    handshake_timeout: Duration,
+    limits: Limits,
 }
 
 async fn accept_loop(
     listener: TcpListener,
     connection: Arc<Connection>,
     limit: Arc<Semaphore>,
-    graceful: Arc<GracefulShutdown>,
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
@@ -215,29 +241,43 @@ async fn accept_loop(
             _ = stopped.changed() => return,
         };
         let connection = connection.clone();
-        let watcher = graceful.watcher();
+        let mut stop = stopped.clone();
         tokio::spawn(async move {
-            connection.serve(stream, peer, watcher).await;
+            let stop = async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            };
+            connection.serve(stream, peer, stop).await;
             drop(permit);
         });
     }
 }
 
 impl Connection {
+    /// Serves one connection, within the watchdog's bounds from accept on; `stop` completes on
+    /// shutdown, when the connection is asked to close gracefully.
     async fn serve(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
-        watcher: hyper_util::server::graceful::Watcher,
+        stop: impl Future<Output = ()> + Send + 'static,
     ) {
         let _ = stream.set_nodelay(true);
+        // The first request head is due at one instant from accept, the TLS handshake included.
+        let first_head = tokio::time::Instant::now() + self.limits.header_read;
+        let activity = Arc::new(Activity::default());
+        let stream = Watched::new(stream, activity.clone());
         match &self.tls {
-            None => self.http(stream, peer, false, watcher).await,
+            None => {
+                self.http(stream, peer, false, activity, first_head, stop)
+                    .await
+            }
             Some(acceptor) => {
-                let handshake =
-                    tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream));
+                let handshake = tokio::time::timeout_at(first_head, acceptor.accept(stream));
                 match handshake.await {
-                    Ok(Ok(stream)) => self.http(stream, peer, true, watcher).await,
+                    Ok(Ok(stream)) => {
+                        self.http(stream, peer, true, activity, first_head, stop)
+                            .await
+                    }
                     Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 }
@@ -250,22 +290,45 @@ impl Connection {
         stream: S,
         peer: SocketAddr,
         tls: bool,
-        watcher: hyper_util::server::graceful::Watcher,
+        activity: Arc<Activity>,
+        first_head: tokio::time::Instant,
+        stop: impl Future<Output = ()> + Send + 'static,
     ) where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let app = self.app.clone();
+        let requests = activity.clone();
         let service =
             hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let in_flight = requests.request(req.version());
                 // The router is always ready: no `poll_ready` needed before calling it.
                 let peer = Peer { addr: peer, tls };
-                app.clone().call_from(req.map(Body::new), peer)
+                let served = app.clone().call_from(req.map(Body::new), peer);
+                async move {
+                    let response = served.await?;
+                    Ok::<_, std::convert::Infallible>(
+                        response.map(|body| Tracked::new(body, in_flight)),
+                    )
+                }
             });
         let conn = self
             .builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service);
-        if let Err(error) = watcher.watch(conn.into_owned()).await {
-            tracing::debug!(%peer, %error, "connection ended with an error");
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let guarded = Guarded::new(
+            conn,
+            |conn| conn.graceful_shutdown(),
+            stop,
+            activity,
+            self.limits,
+            first_head,
+        );
+        match guarded.await {
+            Ended::Done(Ok(())) => {}
+            Ended::Done(Err(error)) => {
+                tracing::debug!(%peer, %error, "connection ended with an error")
+            }
+            Ended::Cut(reason) => tracing::debug!(%peer, reason, "connection cut"),
         }
     }
 }
