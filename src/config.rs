@@ -92,6 +92,9 @@ pub struct ServerSettings {
     pub max_body: usize,
     pub max_connections: usize,
     pub log_format: LogFormat,
+    /// Forward-auth and upstreams also load the token's user and refuse a deleted or inactive
+    /// one, as `/api/users/me/` does; false: the token alone, without the database.
+    pub check_user: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,6 +204,7 @@ const SERVER_KEYS: &[&str] = &[
     "max_body",
     "max_connections",
     "log_format",
+    "check_user",
 ];
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -293,6 +297,7 @@ struct RawServer {
     max_connections: String,
     #[serde(deserialize_with = "text")]
     log_format: String,
+    check_user: bool,
 }
 
 impl Default for RawServer {
@@ -307,6 +312,7 @@ impl Default for RawServer {
             max_body: "1MiB".into(),
             max_connections: "10000".into(),
             log_format: "text".into(),
+            check_user: true,
         }
     }
 }
@@ -560,6 +566,7 @@ impl RawServer {
             max_body: usize::try_from(max_body.as_u64()).unwrap_or(usize::MAX),
             max_connections,
             log_format,
+            check_user: self.check_user,
         })
     }
 }
@@ -660,6 +667,7 @@ mod tests {
         assert_eq!(s.jwt.auth_header_types, ["Bearer"]);
         assert_eq!(s.jwt.claims, ClaimNames::default());
         assert_eq!(s.server.max_body, 1024 * 1024);
+        assert!(s.server.check_user);
     }
 
     #[test]
@@ -696,6 +704,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("acess_token_lifetime"), "{err}");
+    }
+
+    #[test]
+    fn check_user_is_a_server_setting() {
+        assert!(
+            !from_toml("[server]\ncheck_user = false\n")
+                .unwrap()
+                .server
+                .check_user
+        );
+        let err = from_toml("[jwt]\ncheck_user = false\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("check_user"), "{err}");
     }
 
     #[test]

@@ -482,7 +482,7 @@ async fn a_slow_backend_gets_a_json_504() {
 }
 
 #[tokio::test]
-async fn forward_auth_checks_tokens_without_the_database() {
+async fn forward_auth_checks_the_token_and_the_user() {
     let s = gateway(|_| {}).await;
     let (refresh, access) = s.login("user", "pw").await;
     let r = s
@@ -495,9 +495,6 @@ async fn forward_auth_checks_tokens_without_the_database() {
     assert_eq!(r.headers()["x-handstamp-user-id"], "1");
     assert_eq!(r.headers()["content-type"], "application/json");
     assert_eq!(reply(r).await, (200, json!({"user_id": "1"})));
-    // Deleting the user does not matter here: the token alone is checked.
-    s.service.store().delete_user("user").await.unwrap();
-    assert_eq!(get(&s, "/api/auth/check", Some(&access)).await.0, 200);
     let (status, body) = get(&s, "/api/auth/check", Some(&refresh)).await;
     assert_eq!(status, 401);
     assert_eq!(body["messages"][0]["message"], "Token has wrong type");
@@ -509,6 +506,109 @@ async fn forward_auth_checks_tokens_without_the_database() {
             json!({"detail": "Authentication credentials were not provided."})
         )
     );
+}
+
+/// What forward-auth, a required upstream and an optional one answer for `access`: the check's
+/// status and body, and the user id each upstream's backend saw (`None`: it was not reached).
+async fn identities(s: &TestServer, access: &str) -> ((u16, Value), Option<Value>, Option<Value>) {
+    let seen = |(status, body): (u16, Value)| (status == 200).then(|| body["user_id"].clone());
+    let check = get(s, "/api/auth/check", Some(access)).await;
+    let required = get(s, "/app/x", Some(access)).await;
+    let required = match required.0 {
+        200 => Some(required.1["user_id"].clone()),
+        _ => {
+            assert_eq!(required.1, check.1, "the same 401 as the check");
+            None
+        }
+    };
+    let optional = seen(get(s, "/opt/x", Some(access)).await);
+    (check, required, optional)
+}
+
+/// As simplejwt's `JWTAuthentication` does on every request: an inactive or deleted user is
+/// refused from the very next request on, though their access token is still valid.
+#[tokio::test]
+async fn forward_auth_and_upstreams_refuse_inactive_and_deleted_users() {
+    let b = backend("a").await;
+    let s = gateway(|c| {
+        c.upstreams.push(upstream(
+            "/app/",
+            &[&b],
+            AuthMode::Required,
+            Balance::RoundRobin,
+        ));
+        c.upstreams.push(upstream(
+            "/opt/",
+            &[&b],
+            AuthMode::Optional,
+            Balance::RoundRobin,
+        ));
+    })
+    .await;
+    let (_, access) = s.login("user", "pw").await;
+    let admitted = (
+        (200, json!({"user_id": "1"})),
+        Some(json!("1")),
+        Some(json!("1")),
+    );
+    let inactive = json!({"detail": "User is inactive", "code": "user_inactive"});
+    let not_found = json!({"detail": "User not found", "code": "user_not_found"});
+    assert_eq!(identities(&s, &access).await, admitted);
+
+    let store = s.service.store();
+    for round in 0..2 {
+        store.set_active("user", false).await.unwrap();
+        let hits = b.hits.load(Ordering::SeqCst);
+        assert_eq!(
+            identities(&s, &access).await,
+            ((401, inactive.clone()), None, Some(Value::Null)),
+            "round {round}: refused; the optional upstream gets no identity"
+        );
+        assert_eq!(
+            b.hits.load(Ordering::SeqCst),
+            hits + 1,
+            "only the optional upstream's request reached the backend"
+        );
+        store.set_active("user", true).await.unwrap();
+        assert_eq!(identities(&s, &access).await, admitted, "round {round}");
+    }
+    store.delete_user("user").await.unwrap();
+    assert_eq!(
+        identities(&s, &access).await,
+        ((401, not_found), None, Some(Value::Null))
+    );
+}
+
+/// `check_user = false`: the token alone is checked, without the database, as before.
+#[tokio::test]
+async fn with_check_user_off_the_token_alone_is_checked() {
+    let b = backend("a").await;
+    let s = gateway(|c| {
+        c.server.check_user = false;
+        c.upstreams.push(upstream(
+            "/app/",
+            &[&b],
+            AuthMode::Required,
+            Balance::RoundRobin,
+        ));
+        c.upstreams.push(upstream(
+            "/opt/",
+            &[&b],
+            AuthMode::Optional,
+            Balance::RoundRobin,
+        ));
+    })
+    .await;
+    let (_, access) = s.login("user", "pw").await;
+    let admitted = (
+        (200, json!({"user_id": "1"})),
+        Some(json!("1")),
+        Some(json!("1")),
+    );
+    s.service.store().set_active("user", false).await.unwrap();
+    assert_eq!(identities(&s, &access).await, admitted);
+    s.service.store().delete_user("user").await.unwrap();
+    assert_eq!(identities(&s, &access).await, admitted);
 }
 
 fn static_dir() -> tempfile::TempDir {

@@ -2,6 +2,7 @@
 //! streamed both ways, WebSocket upgrades passed through, identity headers added.
 
 use super::balance::{Backend, InFlight, Pool};
+use crate::auth::{AuthError, Authenticated};
 use crate::config::{AuthMode, UpstreamSettings};
 use crate::error::ApiError;
 use crate::request_id;
@@ -41,6 +42,8 @@ pub struct Upstream {
     pub pool: Pool,
     client: Client<HttpConnector, Body>,
     max_body: usize,
+    /// The `check_user` setting: the token's user is loaded and must be active.
+    check_user: bool,
 }
 
 fn bad_gateway(detail: &'static str) -> Response {
@@ -54,7 +57,7 @@ fn bad_gateway(detail: &'static str) -> Response {
 }
 
 impl Upstream {
-    pub fn new(settings: UpstreamSettings, max_body: usize) -> Self {
+    pub fn new(settings: UpstreamSettings, max_body: usize, check_user: bool) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -66,7 +69,21 @@ impl Upstream {
             settings,
             client,
             max_body,
+            check_user,
         }
+    }
+
+    /// The request's identity: a valid access token and, with `check_user`, its user, active.
+    async fn identify(
+        &self,
+        service: &AuthService,
+        header: Option<&[u8]>,
+    ) -> Result<Authenticated, AuthError> {
+        let auth = service.authenticate_header(header)?;
+        if self.check_user {
+            service.load_user(&auth).await?;
+        }
+        Ok(auth)
     }
 
     /// Checks identity, then forwards `req` to a live backend, trying another on a failed
@@ -80,15 +97,16 @@ impl Upstream {
                     .headers()
                     .get(header::AUTHORIZATION)
                     .map(|v| v.as_bytes());
-                match service.authenticate_header(header) {
+                match self.identify(service, header).await {
                     Ok(auth) => {
                         let id = HeaderValue::from_str(&auth.user_id);
                         let Ok(id) = id else {
-                            return ApiError::Auth(crate::auth::AuthError::NoUserId)
-                                .into_response();
+                            return ApiError::Auth(AuthError::NoUserId).into_response();
                         };
                         req.headers_mut().insert(USER_ID, id);
                     }
+                    // Our failure, not the client's: never passed on as an anonymous request.
+                    Err(e @ AuthError::Store(_)) => return ApiError::Auth(e).into_response(),
                     Err(e) if self.settings.auth == AuthMode::Required => {
                         return ApiError::Auth(e).into_response();
                     }
