@@ -396,6 +396,90 @@ async fn a_backend_that_comes_back_is_used_again() {
     assert_eq!(get(&s, "/app/x", None).await.1["name"], "a2");
 }
 
+/// A port for a backend that is not up yet: bound, so nothing else takes it, but not listening,
+/// so connections to it are refused until `listen`.
+fn reserve_port() -> (tokio::net::TcpSocket, String) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let url = format!("http://{}", socket.local_addr().unwrap());
+    (socket, url)
+}
+
+/// Starts a backend on a reserved port.
+async fn start_on(name: &str, socket: tokio::net::TcpSocket) -> Backend {
+    backend_on(name, socket.listen(64).unwrap()).await
+}
+
+/// A gateway proxying `/app/` to `urls`, probing them at start-up and then only once a minute.
+async fn gateway_to(urls: &[&str]) -> TestServer {
+    gateway(|c| {
+        let mut settings = upstream("/app/", &[], AuthMode::None, Balance::RoundRobin);
+        settings.backends = urls.iter().map(|u| u.to_string()).collect();
+        settings.health_interval = Duration::from_secs(60);
+        c.upstreams.push(settings);
+    })
+    .await
+}
+
+/// The backends `/readyz` lists as down, once it lists `count` of them (bounded wait).
+async fn marked_down(s: &TestServer, count: usize) -> Vec<String> {
+    for _ in 0..500 {
+        let (_, body) = get(s, "/readyz", None).await;
+        let down: Vec<String> = body["unhealthy"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default();
+        if down.len() == count {
+            return down;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("/readyz never listed {count} backends down");
+}
+
+/// handstamp started first: its first probe marks the backends down. The first request after
+/// they listen is served, without waiting for the next probe, and marks its backend up.
+#[tokio::test]
+async fn backends_that_start_after_handstamp_serve_the_next_request() {
+    let ((a, a_url), (b, b_url)) = (reserve_port(), reserve_port());
+    let s = gateway_to(&[&a_url, &b_url]).await;
+    marked_down(&s, 2).await;
+    let _a = start_on("a", a).await;
+    let _b = start_on("b", b).await;
+    let (status, body) = get(&s, "/app/x", None).await;
+    assert_eq!(status, 200, "{body}");
+    let served = format!(
+        "/app/ http://{}",
+        [&a_url, &b_url][(body["name"] == "b") as usize]
+    );
+    let down = marked_down(&s, 1).await;
+    assert!(!down.contains(&served), "{served} is marked up: {down:?}");
+}
+
+/// With every backend marked down, each is tried once, in turn, before a 502.
+#[tokio::test]
+async fn with_every_backend_down_each_is_tried() {
+    let ((a, a_url), (b, b_url), (c, c_url)) = (reserve_port(), reserve_port(), reserve_port());
+    let s = gateway_to(&[&a_url, &b_url, &c_url]).await;
+    marked_down(&s, 3).await;
+    // Only the last one comes up: whichever one round robin starts with, the request gets there.
+    let mut c = start_on("c", c).await;
+    let (status, body) = get(&s, "/app/x", None).await;
+    assert_eq!((status, &body["name"]), (200, &json!("c")), "{body}");
+    assert_eq!(
+        marked_down(&s, 2).await,
+        [format!("/app/ {a_url}"), format!("/app/ {b_url}")]
+    );
+    c.kill().await;
+    for _ in 0..3 {
+        let (status, body) = get(&s, "/app/x", None).await;
+        assert_eq!(status, 502, "{body}");
+        assert!(body["detail"].is_string(), "{body}");
+    }
+    marked_down(&s, 3).await;
+    drop((a, b));
+}
+
 #[tokio::test]
 async fn bodies_stream_both_ways() {
     let b = backend("a").await;

@@ -72,13 +72,18 @@ impl Pool {
         }
     }
 
-    /// The next live backend not in `tried`, by the pool's policy.
+    /// The next backend not in `tried`, by the pool's policy: a live one, or when none of them
+    /// is marked live, any of them (Envoy's panic mode, nginx's "all servers down"). A backend
+    /// marked down may be back before the next probe (one that starts after handstamp is marked
+    /// down by the first), and refusing every request would not find out.
     pub fn pick(&self, tried: &[Arc<Backend>]) -> Option<Arc<Backend>> {
-        let candidates = || {
+        let untried = || {
             self.backends
                 .iter()
-                .filter(|b| b.is_alive() && !tried.iter().any(|t| Arc::ptr_eq(t, b)))
+                .filter(|b| !tried.iter().any(|t| Arc::ptr_eq(t, b)))
         };
+        let none_alive = !untried().any(|b| b.is_alive());
+        let candidates = || untried().filter(move |b| none_alive || b.is_alive());
         match self.balance {
             Balance::RoundRobin => {
                 let n = self.backends.len();
@@ -117,8 +122,35 @@ mod tests {
         );
         p.backends[1].set_alive(false);
         assert!((0..6).all(|_| !Arc::ptr_eq(&p.pick(&[]).unwrap(), &p.backends[1])));
-        let tried = vec![p.backends[0].clone(), p.backends[2].clone()];
+        // The live ones tried, the dead one is the last resort; then none is left.
+        let mut tried = vec![p.backends[0].clone(), p.backends[2].clone()];
+        tried.push(p.pick(&tried).unwrap());
+        assert!(Arc::ptr_eq(&tried[2], &p.backends[1]));
         assert!(p.pick(&tried).is_none());
+    }
+
+    #[test]
+    fn with_none_alive_every_backend_is_tried_once() {
+        for balance in [Balance::RoundRobin, Balance::LeastConnections] {
+            let p = pool(balance);
+            for b in &p.backends {
+                b.set_alive(false);
+            }
+            let mut tried = Vec::new();
+            while let Some(b) = p.pick(&tried) {
+                assert!(tried.len() < 3, "{balance:?}: {} tried twice", b.base);
+                tried.push(b);
+            }
+            assert_eq!(tried.len(), 3, "{balance:?}");
+        }
+        // Round robin still takes turns among them.
+        let p = pool(Balance::RoundRobin);
+        for b in &p.backends {
+            b.set_alive(false);
+        }
+        let firsts: std::collections::HashSet<_> =
+            (0..3).map(|_| p.pick(&[]).unwrap().base.clone()).collect();
+        assert_eq!(firsts.len(), 3);
     }
 
     #[test]

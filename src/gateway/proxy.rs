@@ -86,8 +86,9 @@ impl Upstream {
         Ok(auth)
     }
 
-    /// Checks identity, then forwards `req` to a live backend, trying another on a failed
-    /// connect when the request can safely be sent again.
+    /// Checks identity, then forwards `req` to a live backend (any backend when none is live),
+    /// trying another on a failed connect when the request can safely be sent again; each
+    /// backend at most once.
     pub async fn forward(&self, service: &AuthService, mut req: Request) -> Response {
         strip_identity(req.headers_mut());
         match self.settings.auth {
@@ -151,10 +152,19 @@ impl Upstream {
             }
             let in_flight = InFlight::new(backend.clone());
             match self.client.request(request).await {
-                Ok(response) => return respond(response, in_flight, client_upgrade),
+                Ok(response) => {
+                    // What a probe counts as alive: a backend back up serves at once, not
+                    // after the next probe.
+                    if response.status().as_u16() < 500 && backend.set_alive(true) {
+                        tracing::warn!(request_id = %request_id::current(), backend = backend.base, "backend answered: marked up");
+                        self.report_health(&backend, true);
+                    }
+                    return respond(response, in_flight, client_upgrade);
+                }
                 Err(error) if error.is_connect() => {
                     if backend.set_alive(false) {
                         tracing::warn!(request_id = %request_id::current(), backend = backend.base, %error, "backend unreachable: marked down");
+                        self.report_health(&backend, false);
                     }
                     if !replayable {
                         return bad_gateway("Bad gateway.");
@@ -167,6 +177,16 @@ impl Upstream {
             }
         }
         bad_gateway("No backend is available.")
+    }
+
+    /// Sets the `handstamp_upstream_up` gauge of `backend`.
+    fn report_health(&self, backend: &Backend, alive: bool) {
+        metrics::gauge!(
+            "handstamp_upstream_up",
+            "upstream" => self.settings.prefix.clone(),
+            "backend" => backend.base.clone()
+        )
+        .set(if alive { 1.0 } else { 0.0 });
     }
 }
 
@@ -299,12 +319,7 @@ pub async fn health_checks(upstream: std::sync::Weak<Upstream>) {
                 let state = if alive { "up" } else { "down" };
                 tracing::warn!(backend = backend.base, state, "backend health changed");
             }
-            metrics::gauge!(
-                "handstamp_upstream_up",
-                "upstream" => upstream.settings.prefix.clone(),
-                "backend" => backend.base.clone()
-            )
-            .set(if alive { 1.0 } else { 0.0 });
+            upstream.report_health(backend, alive);
         }
     }
 }
