@@ -77,23 +77,38 @@ impl Pool {
     /// marked down may be back before the next probe (one that starts after handstamp is marked
     /// down by the first), and refusing every request would not find out.
     pub fn pick(&self, tried: &[Arc<Backend>]) -> Option<Arc<Backend>> {
-        let untried = || {
-            self.backends
-                .iter()
-                .filter(|b| !tried.iter().any(|t| Arc::ptr_eq(t, b)))
+        // One turn of round robin per pick, whichever of the two passes finds the backend.
+        let start = match self.balance {
+            Balance::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed),
+            Balance::LeastConnections => 0,
         };
-        let none_alive = !untried().any(|b| b.is_alive());
-        let candidates = || untried().filter(move |b| none_alive || b.is_alive());
+        self.pick_where(tried, start, Backend::is_alive)
+            .or_else(|| self.pick_where(tried, start, |_| true))
+    }
+
+    /// The backend not in `tried` that `ok` accepts, by the pool's policy (round robin from
+    /// `start`).
+    fn pick_where(
+        &self,
+        tried: &[Arc<Backend>],
+        start: usize,
+        ok: impl Fn(&Backend) -> bool,
+    ) -> Option<Arc<Backend>> {
+        let candidate = |b: &&Arc<Backend>| ok(b) && !tried.iter().any(|t| Arc::ptr_eq(t, b));
         match self.balance {
             Balance::RoundRobin => {
                 let n = self.backends.len();
-                let start = self.next.fetch_add(1, Ordering::Relaxed);
                 (0..n)
                     .map(|i| &self.backends[(start + i) % n])
-                    .find(|b| candidates().any(|c| Arc::ptr_eq(c, b)))
+                    .find(candidate)
                     .cloned()
             }
-            Balance::LeastConnections => candidates().min_by_key(|b| b.in_flight()).cloned(),
+            Balance::LeastConnections => self
+                .backends
+                .iter()
+                .filter(candidate)
+                .min_by_key(|b| b.in_flight())
+                .cloned(),
         }
     }
 }
@@ -143,14 +158,27 @@ mod tests {
             }
             assert_eq!(tried.len(), 3, "{balance:?}");
         }
-        // Round robin still takes turns among them.
-        let p = pool(Balance::RoundRobin);
-        for b in &p.backends {
-            b.set_alive(false);
+        // Round robin still takes turns among them, two backends as three.
+        for bases in [
+            &["http://127.0.0.1:1", "http://127.0.0.1:2"][..],
+            &[
+                "http://127.0.0.1:1",
+                "http://127.0.0.1:2",
+                "http://127.0.0.1:3",
+            ],
+        ] {
+            let p = Pool::new(
+                &bases.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
+                Balance::RoundRobin,
+            );
+            for b in &p.backends {
+                b.set_alive(false);
+            }
+            let firsts: std::collections::HashSet<_> = (0..bases.len())
+                .map(|_| p.pick(&[]).unwrap().base.clone())
+                .collect();
+            assert_eq!(firsts.len(), bases.len());
         }
-        let firsts: std::collections::HashSet<_> =
-            (0..3).map(|_| p.pick(&[]).unwrap().base.clone()).collect();
-        assert_eq!(firsts.len(), 3);
     }
 
     #[test]
