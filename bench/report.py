@@ -20,7 +20,10 @@ HEADERS = {"hs": "handstamp", "naive": "naive Rust", "django": "Django"}
 # scenario -> (row label, the value a row compares, how rounds combine)
 ROWS = {
     "verify": ("verify: `POST /api/token/verify/` (naive `/verify`)", "rps", statistics.fmean),
-    "stateless": ("stateless protected: `GET /api/auth/check` (naive `/check`)", "rps", statistics.fmean),
+    "stateless": ("stateless protected: `GET /api/auth/check`, `check_user = false` (naive `/check`)", "rps",
+                  statistics.fmean),
+    "checked": ("forward-auth with the user: `GET /api/auth/check`, `check_user = true` (naive `/check`; "
+                "Django `/api/users/me/`, simplejwt's `JWTAuthentication`)", "rps", statistics.fmean),
     "me": ("me: `GET /api/users/me/` (naive: `/check`, its only protected route)", "rps", statistics.fmean),
     "ceiling": ("ceiling: `GET /healthz`, a fixed answer, no token (the most this setup measures)", "rps",
                 statistics.fmean),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark: handstamp side by side with two peers in one run, with ratios. See bench/README.md.
 #
-#   bash bench/run.sh [--quick]
+#   bash bench/run.sh [--quick] [--only SCENARIO,...] [--servers SERVER,...]
 #
 # Servers: handstamp (hs), the naive axum + jsonwebtoken reference (naive, bench/naive) and Django +
 # DRF + simplejwt under gunicorn (django, bench/peer_django). Every server runs pinned to CPU 0, every
@@ -11,16 +11,25 @@
 # saw a socket error (timeouts included), after printing them.
 set -euo pipefail
 
-usage() { echo "usage: bash bench/run.sh [--quick]" >&2; }
+usage() { echo "usage: bash bench/run.sh [--quick] [--only SCENARIO,...] [--servers SERVER,...]" >&2; }
 
 DURATION_S=10
 MODE=full
-case "${1:-}" in
-  "") ;;
-  --quick) DURATION_S=2; MODE=quick ;;
-  -h | --help) usage; exit 0 ;;
-  *) usage; exit 2 ;;
-esac
+# The request scenarios, in order; --only picks some (and then skips the login flood, peak RSS and
+# start-up), --servers some servers: for an A/B of a few rows without the full run.
+SCENARIOS=(verify stateless checked me ceiling refresh login)
+ONLY=""
+SERVER_LIST=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) DURATION_S=2; MODE=quick ;;
+    --only) ONLY=${2:?}; shift ;;
+    --servers) SERVER_LIST=${2:?}; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage; exit 2 ;;
+  esac
+  shift
+done
 ROUNDS=3           # measurements per scenario and server (mean reported)
 STARTUP_RUNS=5     # startup measurements per server (median reported)
 CONNECTIONS=32
@@ -34,6 +43,9 @@ log() { echo "bench: $*" >&2; }
 
 # --- the servers and what each scenario asks of them ---------------------------------------------
 SERVERS=(hs naive django)
+[ -z "$ONLY" ] || IFS=, read -r -a SCENARIOS <<<"$ONLY"
+[ -z "$SERVER_LIST" ] || IFS=, read -r -a SERVERS <<<"$SERVER_LIST"
+serving() { [[ " ${SERVERS[*]} " == *" $1 "* ]]; } # SERVER: whether this run measures it
 
 # scenario:server -> "MODE PATH" for bench/scenario.lua. A missing entry: the server has no such
 # request (the naive server has no refresh or login; its login column is the bare hash rate).
@@ -44,6 +56,9 @@ declare -A ROUTE=(
   [stateless:hs]="bearer /api/auth/check"
   [stateless:naive]="bearer /check"
   [stateless:django]="bearer /api/auth/check"
+  [checked:hs]="bearer /api/auth/check"
+  [checked:naive]="bearer /check"
+  [checked:django]="bearer /api/users/me/"
   [me:hs]="bearer /api/users/me/"
   [me:naive]="bearer /check"
   [me:django]="bearer /api/users/me/"
@@ -55,16 +70,22 @@ declare -A ROUTE=(
   [login:hs]="login /api/token/"
   [login:django]="login /api/token/"
 )
+# scenario:server -> the process that serves it, when not the server's own. handstamp runs as
+# deployed (check_user = true: forward-auth loads the user, the "checked" row); the stateless row is
+# the database-free check, served by a second handstamp on the same database with check_user = false.
+declare -A PROCESS=([stateless:hs]=hs_token)
+process_of() { echo "${PROCESS[$1:$2]:-$2}"; } # SCENARIO SERVER
 # Refresh tokens minted per second of run time, per round: a few times what the server spends.
 declare -A REFRESH_PER_SECOND=([hs]=60000 [django]=1000)
 # wrk's --timeout: Django's logins queue for seconds behind PBKDF2 (see peer_django/README.md). The
 # login flood's 64 connections queue too: with verify served first, handstamp checks ~13 logins/s
 # there, so a login waits ~5 s on average and the slowest over 10 s.
-declare -A WRK_TIMEOUT=([hs]=10s [naive]=10s [django]=30s)
+declare -A WRK_TIMEOUT=([hs]=10s [hs_token]=10s [naive]=10s [django]=30s)
 FLOOD_TIMEOUT=30s
 # One signing key per server (64 characters each).
 declare -A KEY=(
   [hs]="bench-handstamp-key-0123456789abcdef0123456789abcdef0123456789ab"
+  [hs_token]="bench-handstamp-key-0123456789abcdef0123456789abcdef0123456789ab"
   [naive]="bench-naive-key-0123456789abcdef0123456789abcdef0123456789abcdef"
   [django]="bench-django-key-0123456789abcdef0123456789abcdef0123456789abcde"
 )
@@ -79,6 +100,8 @@ server_cmd() {
   case $1 in
     hs) CMD=(env HANDSTAMP_DATABASE_URL="sqlite://$WORK/hs.sqlite3" HANDSTAMP_SIGNING_KEY="${KEY[hs]}"
       "$HS_BIN" serve --bind "127.0.0.1:$2") ;;
+    hs_token) CMD=(env HANDSTAMP_DATABASE_URL="sqlite://$WORK/hs.sqlite3" HANDSTAMP_SIGNING_KEY="${KEY[hs]}"
+      HANDSTAMP_CHECK_USER=false "$HS_BIN" serve --bind "127.0.0.1:$2") ;;
     naive) CMD=(env NAIVE_SIGNING_KEY="${KEY[naive]}" "$NAIVE_BIN" "127.0.0.1:$2") ;;
     django) CMD=(env "${DJANGO_ENV[@]}" bash "$BENCH_DIR/peer_django/start.sh" "$2") ;;
     *) log "unknown server $1"; exit 1 ;;
@@ -110,8 +133,10 @@ log "cargo build --release (bench/naive)"
 (cd "$BENCH_DIR/naive" && CARGO_TARGET_DIR="$BENCH_DIR/naive/target" cargo build --release --quiet)
 NAIVE_BIN=$BENCH_DIR/naive/target/release/naive
 HASHRATE_BIN=$BENCH_DIR/naive/target/release/hashrate
-log "Django virtualenv $VENV"
-bash "$BENCH_DIR/peer_django/setup.sh" "$VENV"
+if serving django; then
+  log "Django virtualenv $VENV"
+  bash "$BENCH_DIR/peer_django/setup.sh" "$VENV"
+fi
 
 # --- scratch dir, databases, users ---------------------------------------------------------------
 WORK=$(mktemp -d -t handstamp-bench.XXXXXX)
@@ -138,8 +163,11 @@ created=$(echo "$PASSWORD" | HANDSTAMP_DATABASE_URL="sqlite://$WORK/hs.sqlite3" 
   "$HS_BIN" user create "$USERNAME" --password-stdin)
 USER_ID[hs]=$(sed -n 's/.*(id \([0-9][0-9]*\)).*/\1/p' <<<"$created")
 [ -n "${USER_ID[hs]}" ] || { log "cannot read the user id from: $created"; exit 1; }
-USER_ID[django]=$(env "${DJANGO_ENV[@]}" bash "$BENCH_DIR/peer_django/create_user.sh" "$USERNAME" "$PASSWORD")
-[[ ${USER_ID[django]} =~ ^[0-9]+$ ]] || { log "cannot read the Django user id: ${USER_ID[django]}"; exit 1; }
+USER_ID[hs_token]=${USER_ID[hs]}
+if serving django; then
+  USER_ID[django]=$(env "${DJANGO_ENV[@]}" bash "$BENCH_DIR/peer_django/create_user.sh" "$USERNAME" "$PASSWORD")
+  [[ ${USER_ID[django]} =~ ^[0-9]+$ ]] || { log "cannot read the Django user id: ${USER_ID[django]}"; exit 1; }
+fi
 
 # --- server processes --------------------------------------------------------------------------
 free_port() {
@@ -265,7 +293,7 @@ settle() { # SERVER
 # bench/report.py turns them into the tables. A measurement during which other processes took a share
 # of the CPUs (NOISY) is repeated, up to RETRIES times; the repeated ones are recorded with kept=0
 # (their errors still count).
-RETRIES=2
+RETRIES=${BENCH_RETRIES:-2}
 record() { echo "$*" >>"$RECORDS"; }
 
 mint_access() { python3 "$BENCH_DIR/mint_refresh.py" --access "${KEY[$1]}" "${USER_ID[$1]}"; }
@@ -285,7 +313,9 @@ record_wrk() {
   local out=$1 scenario=$2 s=$3 round=$4 extra=${5:-} line
   line=$(grep '^BENCH ' "$out" || true)
   [ -n "$line" ] || { log "$scenario/$s: no BENCH line from wrk:"; cat "$out" >&2; exit 1; }
-  kill -0 "${PID[$s]}" 2>/dev/null || server_failed "$s" "died during $scenario"
+  local p
+  p=$(process_of "$scenario" "$s")
+  kill -0 "${PID[$p]}" 2>/dev/null || server_failed "$p" "died during $scenario"
   local fields=${line% first_bad=*} first_bad=${line#* first_bad=}
   fields=${fields#BENCH }
   record "scenario=$scenario server=$s round=$round $fields $extra"
@@ -347,15 +377,16 @@ keep_or_retry() {
 }
 
 measure() { # SCENARIO SERVER ROUND: one wrk run, CONNECTIONS connections, DURATION_S seconds
-  local scenario=$1 s=$2 round=$3 attempt
+  local scenario=$1 s=$2 round=$3 attempt p
+  p=$(process_of "$scenario" "$s")
   for attempt in $(seq 1 $((RETRIES + 1))); do
     lua_args "$scenario" "$s" "$round"
-    watch_start "${PID[$s]}"
-    run_wrk "$WORK/wrk.out" "$s" "$CONNECTIONS" "$DURATION_S" "" "${ARGS[@]}"
-    watch_stop "${PID[$s]}" 0 "$(cat "$WORK/wrk.out.ticks")"
+    watch_start "${PID[$p]}"
+    run_wrk "$WORK/wrk.out" "$p" "$CONNECTIONS" "$DURATION_S" "" "${ARGS[@]}"
+    watch_stop "${PID[$p]}" 0 "$(cat "$WORK/wrk.out.ticks")"
     keep_or_retry "$attempt" || true
     record_wrk "$WORK/wrk.out" "$scenario" "$s" "$round" "$CPU_FIELDS $KEPT"
-    settle "$s"
+    settle "$p"
     rm -f "$WORK/refresh-$s-$round.txt"
     [ "$KEPT" = kept=0 ] || break
     wait_quiet
@@ -436,10 +467,18 @@ servers_for() { # SCENARIO: the servers with a route for it
 
 # --- the run -----------------------------------------------------------------------------------
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-for s in "${SERVERS[@]}"; do start_server "$s"; done
-log "servers up: hs pid ${PID[hs]}, naive pid ${PID[naive]}, django pid ${PID[django]}"
+# The servers' processes, and the extra ones some scenarios are served by (see PROCESS).
+PROCESSES=("${SERVERS[@]}")
+for scenario in "${SCENARIOS[@]}"; do
+  for s in $(servers_for "$scenario"); do
+    p=$(process_of "$scenario" "$s")
+    [[ " ${PROCESSES[*]} " == *" $p "* ]] || PROCESSES+=("$p")
+  done
+done
+for p in "${PROCESSES[@]}"; do start_server "$p"; done
+log "servers up: $(for p in "${PROCESSES[@]}"; do printf '%s pid %s; ' "$p" "${PID[$p]}"; done)"
 
-for scenario in verify stateless me ceiling refresh login; do
+for scenario in "${SCENARIOS[@]}"; do
   log "scenario $scenario (${DURATION_S}s, $CONNECTIONS connections, $ROUNDS rounds)"
   for round in $(seq 1 "$ROUNDS"); do
     for s in $(servers_for "$scenario"); do
@@ -450,21 +489,25 @@ for scenario in verify stateless me ceiling refresh login; do
   done
 done
 
-log "scenario login flood (hs: $FLOOD_CONNECTIONS connections logging in, $CONNECTIONS verifying)"
-for round in $(seq 1 "$ROUNDS"); do measure_flood "$round"; done
+if [ -z "$ONLY" ] && serving hs; then
+  log "scenario login flood (hs: $FLOOD_CONNECTIONS connections logging in, $CONNECTIONS verifying)"
+  for round in $(seq 1 "$ROUNDS"); do measure_flood "$round"; done
+fi
 
 # The rest needs fresh processes on the same databases.
-for s in "${SERVERS[@]}"; do stop_server "$s"; done
+for p in "${PROCESSES[@]}"; do stop_server "$p"; done
 
-log "scenario peak RSS (fresh process each, verify at $RSS_CONNECTIONS connections)"
-for round in $(seq 1 "$ROUNDS"); do
-  for s in "${SERVERS[@]}"; do measure_rss "$s" "$round"; done
-done
+if [ -z "$ONLY" ]; then
+  log "scenario peak RSS (fresh process each, verify at $RSS_CONNECTIONS connections)"
+  for round in $(seq 1 "$ROUNDS"); do
+    for s in "${SERVERS[@]}"; do measure_rss "$s" "$round"; done
+  done
 
-log "scenario startup (exec to the first 200 from /healthz, $STARTUP_RUNS runs each)"
-for round in $(seq 1 "$STARTUP_RUNS"); do
-  for s in "${SERVERS[@]}"; do measure_startup "$s" "$round"; done
-done
+  log "scenario startup (exec to the first 200 from /healthz, $STARTUP_RUNS runs each)"
+  for round in $(seq 1 "$STARTUP_RUNS"); do
+    for s in "${SERVERS[@]}"; do measure_startup "$s" "$round"; done
+  done
+fi
 
 # --- report ------------------------------------------------------------------------------------
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -473,7 +516,8 @@ REVISION=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 WRK_VERSION=$(wrk -v 2>&1 | head -n 1 | sed 's/ Copyright.*//' || true)
 NAIVE_VERSIONS=$(awk '/^name = / { n = $3 } /^version = / && n ~ /^"(axum|jsonwebtoken|tokio|argon2)"$/ {
   gsub(/"/, "", n); gsub(/"/, "", $3); printf "%s%s %s", sep, n, $3; sep = ", " }' "$BENCH_DIR/naive/Cargo.lock")
-DJANGO_VERSIONS=$("$VENV/bin/python" - <<'PY'
+DJANGO_VERSIONS="not run"
+serving django && DJANGO_VERSIONS=$("$VENV/bin/python" - <<'PY'
 import platform
 from importlib.metadata import version
 print(f"Django {version('Django')}, DRF {version('djangorestframework')}, "
@@ -485,6 +529,7 @@ MACHINE="Machine: $(nproc) CPUs, ${CPU_MODEL:-unknown CPU}; servers pinned to CP
 MACHINE+=" handstamp $REVISION; naive ($NAIVE_VERSIONS); django ($DJANGO_VERSIONS); $WRK_VERSION;"
 MACHINE+=" $(date -u +%Y-%m-%dT%H:%M:%SZ); load average $LOAD_BEFORE before, $LOAD_AFTER after."
 TITLE="handstamp vs naive Rust vs Django ($MODE: ${DURATION_S}s per measurement, $ROUNDS rounds, wrk -t1 -c$CONNECTIONS)"
+[ -z "$ONLY$SERVER_LIST" ] || TITLE+="; only ${SCENARIOS[*]} on ${SERVERS[*]}"
 
 status=0
 python3 "$BENCH_DIR/report.py" "$RECORDS" "$TITLE" "$MACHINE" >"$WORK/results.md" || status=$?

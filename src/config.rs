@@ -101,6 +101,9 @@ pub struct ServerSettings {
     pub log_format: LogFormat,
     /// Logins (and other password checks) that may wait for a password thread; past it, 503.
     pub password_queue: usize,
+    /// Forward-auth and upstreams also load the token's user and refuse a deleted or inactive
+    /// one, as `/api/users/me/` does; false: the token alone, without the database.
+    pub check_user: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,6 +217,7 @@ const SERVER_KEYS: &[&str] = &[
     "log_format",
     "token_max_body",
     "password_queue",
+    "check_user",
 ];
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -314,6 +318,7 @@ struct RawServer {
     token_max_body: String,
     #[serde(deserialize_with = "text")]
     password_queue: String,
+    check_user: bool,
 }
 
 impl Default for RawServer {
@@ -333,6 +338,7 @@ impl Default for RawServer {
             token_max_body: "16KiB".into(),
             // About 2.5 s of work on 2 cores (one Argon2id verify takes ~18 ms of one core).
             password_queue: "256".into(),
+            check_user: true,
         }
     }
 }
@@ -596,6 +602,7 @@ impl RawServer {
             max_connections,
             log_format,
             password_queue,
+            check_user: self.check_user,
         })
     }
 }
@@ -721,6 +728,7 @@ mod tests {
         assert_eq!(s.server.max_body, 1024 * 1024);
         assert_eq!(s.server.token_max_body, 16 * 1024);
         assert_eq!(s.server.password_queue, 256);
+        assert!(s.server.check_user);
     }
 
     #[test]
@@ -827,6 +835,20 @@ mod tests {
                 .to_string();
             assert!(err.contains(&format!("`{setting}`")), "{err}");
         }
+    }
+
+    #[test]
+    fn check_user_is_a_server_setting() {
+        assert!(
+            !from_toml("[server]\ncheck_user = false\n")
+                .unwrap()
+                .server
+                .check_user
+        );
+        let err = from_toml("[jwt]\ncheck_user = false\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("check_user"), "{err}");
     }
 
     #[test]

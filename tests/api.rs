@@ -885,10 +885,28 @@ async fn a_panicking_handler_costs_one_500_and_the_server_goes_on() {
 /// alone does, which is what an app embedding `layered` gets.
 #[tokio::test]
 async fn hot_routes_answer_as_the_router_does() {
-    let s = TestServer::start().await;
+    for check_user in [true, false] {
+        hot_and_routed_answers_match(check_user).await;
+    }
+}
+
+async fn hot_and_routed_answers_match(check_user: bool) {
+    let s = TestServer::start_with(|c| c.server.check_user = check_user).await;
     s.create_user("hu", "pw").await;
     let (refresh, access) = s.login("hu", "pw").await;
-    let settings = handstamp::Settings::default();
+    // Tokens of a user since deactivated and of one since deleted.
+    s.create_user("inactive", "pw").await;
+    let (_, inactive) = s.login("inactive", "pw").await;
+    s.service
+        .store()
+        .set_active("inactive", false)
+        .await
+        .unwrap();
+    s.create_user("gone", "pw").await;
+    let (_, gone) = s.login("gone", "pw").await;
+    s.service.store().delete_user("gone").await.unwrap();
+    let mut settings = handstamp::Settings::default();
+    settings.server.check_user = check_user;
     let router = handstamp::api::router(s.service.clone())
         .merge(handstamp::gateway::Gateway::new(&settings).router(&settings, s.service.clone()));
     let listeners = handstamp::server::bind(&["127.0.0.1:0".into()])
@@ -910,6 +928,10 @@ async fn hot_routes_answer_as_the_router_does() {
         ("GET", "/api/auth/check", Some(bearer(&access)), None),
         ("GET", "/api/auth/check", None, None),
         ("GET", "/api/auth/check", Some(bearer(&refresh)), None),
+        ("GET", "/api/auth/check", Some(bearer(&inactive)), None),
+        ("GET", "/api/auth/check", Some(bearer(&gone)), None),
+        ("GET", "/api/users/me/", Some(bearer(&inactive)), None),
+        ("GET", "/api/users/me/", Some(bearer(&gone)), None),
         ("GET", "/api/users/me/", Some(bearer(&access)), None),
         ("GET", "/api/users/me", Some(bearer(&access)), None),
         ("GET", "/api/users/me/", Some("Bearer a b".into()), None),
@@ -968,7 +990,7 @@ async fn hot_routes_answer_as_the_router_does() {
         }
         assert_eq!(
             answers[0], answers[1],
-            "{method} {path} {authorization:?} {body:?}"
+            "check_user {check_user}: {method} {path} {authorization:?} {body:?}"
         );
     }
 }

@@ -377,13 +377,17 @@ fn a_running_server_sees_user_changes_made_by_the_cli_at_once() {
     let (status, pair) = login("old");
     assert_eq!(status, 200, "{pair}");
     let me = || server.get_bearer("/api/users/me/", &pair["access"]);
+    let check = || server.get_bearer("/api/auth/check", &pair["access"]);
     assert_eq!(me().0, 200);
+    assert_eq!(check().0, 200);
     for round in 0..3 {
         assert!(run(d, &["user", "deactivate", "gus"], "").status.success());
         let inactive = json!({"detail": "User is inactive", "code": "user_inactive"});
-        assert_eq!(me(), (401, inactive), "round {round}");
+        assert_eq!(me(), (401, inactive.clone()), "round {round}");
+        assert_eq!(check(), (401, inactive), "round {round}: forward-auth too");
         assert!(run(d, &["user", "activate", "gus"], "").status.success());
         assert_eq!(me().0, 200, "round {round}");
+        assert_eq!(check().0, 200, "round {round}");
     }
     let set = run(
         d,
@@ -444,6 +448,7 @@ fn settings_come_from_file_and_environment_and_bad_ones_stop_start_up() {
         ),
         (("HANDSTAMP_KEEPALIVE_TIMEOUT", "0s"), "`keepalive_timeout`"),
         (("HANDSTAMP_SEND_TIMEOUT", "soon"), "`send_timeout`"),
+        (("HANDSTAMP_CHECK_USER", "maybe"), "check_user"),
     ] {
         let out = command(d, &["serve", "--bind", "127.0.0.1:0"])
             .env(env.0, env.1)

@@ -396,6 +396,90 @@ async fn a_backend_that_comes_back_is_used_again() {
     assert_eq!(get(&s, "/app/x", None).await.1["name"], "a2");
 }
 
+/// A port for a backend that is not up yet: bound, so nothing else takes it, but not listening,
+/// so connections to it are refused until `listen`.
+fn reserve_port() -> (tokio::net::TcpSocket, String) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let url = format!("http://{}", socket.local_addr().unwrap());
+    (socket, url)
+}
+
+/// Starts a backend on a reserved port.
+async fn start_on(name: &str, socket: tokio::net::TcpSocket) -> Backend {
+    backend_on(name, socket.listen(64).unwrap()).await
+}
+
+/// A gateway proxying `/app/` to `urls`, probing them at start-up and then only once a minute.
+async fn gateway_to(urls: &[&str]) -> TestServer {
+    gateway(|c| {
+        let mut settings = upstream("/app/", &[], AuthMode::None, Balance::RoundRobin);
+        settings.backends = urls.iter().map(|u| u.to_string()).collect();
+        settings.health_interval = Duration::from_secs(60);
+        c.upstreams.push(settings);
+    })
+    .await
+}
+
+/// The backends `/readyz` lists as down, once it lists `count` of them (bounded wait).
+async fn marked_down(s: &TestServer, count: usize) -> Vec<String> {
+    for _ in 0..500 {
+        let (_, body) = get(s, "/readyz", None).await;
+        let down: Vec<String> = body["unhealthy"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default();
+        if down.len() == count {
+            return down;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("/readyz never listed {count} backends down");
+}
+
+/// handstamp started first: its first probe marks the backends down. The first request after
+/// they listen is served, without waiting for the next probe, and marks its backend up.
+#[tokio::test]
+async fn backends_that_start_after_handstamp_serve_the_next_request() {
+    let ((a, a_url), (b, b_url)) = (reserve_port(), reserve_port());
+    let s = gateway_to(&[&a_url, &b_url]).await;
+    marked_down(&s, 2).await;
+    let _a = start_on("a", a).await;
+    let _b = start_on("b", b).await;
+    let (status, body) = get(&s, "/app/x", None).await;
+    assert_eq!(status, 200, "{body}");
+    let served = format!(
+        "/app/ http://{}",
+        [&a_url, &b_url][(body["name"] == "b") as usize]
+    );
+    let down = marked_down(&s, 1).await;
+    assert!(!down.contains(&served), "{served} is marked up: {down:?}");
+}
+
+/// With every backend marked down, each is tried once, in turn, before a 502.
+#[tokio::test]
+async fn with_every_backend_down_each_is_tried() {
+    let ((a, a_url), (b, b_url), (c, c_url)) = (reserve_port(), reserve_port(), reserve_port());
+    let s = gateway_to(&[&a_url, &b_url, &c_url]).await;
+    marked_down(&s, 3).await;
+    // Only the last one comes up: whichever one round robin starts with, the request gets there.
+    let mut c = start_on("c", c).await;
+    let (status, body) = get(&s, "/app/x", None).await;
+    assert_eq!((status, &body["name"]), (200, &json!("c")), "{body}");
+    assert_eq!(
+        marked_down(&s, 2).await,
+        [format!("/app/ {a_url}"), format!("/app/ {b_url}")]
+    );
+    c.kill().await;
+    for _ in 0..3 {
+        let (status, body) = get(&s, "/app/x", None).await;
+        assert_eq!(status, 502, "{body}");
+        assert!(body["detail"].is_string(), "{body}");
+    }
+    marked_down(&s, 3).await;
+    drop((a, b));
+}
+
 #[tokio::test]
 async fn bodies_stream_both_ways() {
     let b = backend("a").await;
@@ -482,7 +566,7 @@ async fn a_slow_backend_gets_a_json_504() {
 }
 
 #[tokio::test]
-async fn forward_auth_checks_tokens_without_the_database() {
+async fn forward_auth_checks_the_token_and_the_user() {
     let s = gateway(|_| {}).await;
     let (refresh, access) = s.login("user", "pw").await;
     let r = s
@@ -495,9 +579,6 @@ async fn forward_auth_checks_tokens_without_the_database() {
     assert_eq!(r.headers()["x-handstamp-user-id"], "1");
     assert_eq!(r.headers()["content-type"], "application/json");
     assert_eq!(reply(r).await, (200, json!({"user_id": "1"})));
-    // Deleting the user does not matter here: the token alone is checked.
-    s.service.store().delete_user("user").await.unwrap();
-    assert_eq!(get(&s, "/api/auth/check", Some(&access)).await.0, 200);
     let (status, body) = get(&s, "/api/auth/check", Some(&refresh)).await;
     assert_eq!(status, 401);
     assert_eq!(body["messages"][0]["message"], "Token has wrong type");
@@ -509,6 +590,109 @@ async fn forward_auth_checks_tokens_without_the_database() {
             json!({"detail": "Authentication credentials were not provided."})
         )
     );
+}
+
+/// What forward-auth, a required upstream and an optional one answer for `access`: the check's
+/// status and body, and the user id each upstream's backend saw (`None`: it was not reached).
+async fn identities(s: &TestServer, access: &str) -> ((u16, Value), Option<Value>, Option<Value>) {
+    let seen = |(status, body): (u16, Value)| (status == 200).then(|| body["user_id"].clone());
+    let check = get(s, "/api/auth/check", Some(access)).await;
+    let required = get(s, "/app/x", Some(access)).await;
+    let required = match required.0 {
+        200 => Some(required.1["user_id"].clone()),
+        _ => {
+            assert_eq!(required.1, check.1, "the same 401 as the check");
+            None
+        }
+    };
+    let optional = seen(get(s, "/opt/x", Some(access)).await);
+    (check, required, optional)
+}
+
+/// As simplejwt's `JWTAuthentication` does on every request: an inactive or deleted user is
+/// refused from the very next request on, though their access token is still valid.
+#[tokio::test]
+async fn forward_auth_and_upstreams_refuse_inactive_and_deleted_users() {
+    let b = backend("a").await;
+    let s = gateway(|c| {
+        c.upstreams.push(upstream(
+            "/app/",
+            &[&b],
+            AuthMode::Required,
+            Balance::RoundRobin,
+        ));
+        c.upstreams.push(upstream(
+            "/opt/",
+            &[&b],
+            AuthMode::Optional,
+            Balance::RoundRobin,
+        ));
+    })
+    .await;
+    let (_, access) = s.login("user", "pw").await;
+    let admitted = (
+        (200, json!({"user_id": "1"})),
+        Some(json!("1")),
+        Some(json!("1")),
+    );
+    let inactive = json!({"detail": "User is inactive", "code": "user_inactive"});
+    let not_found = json!({"detail": "User not found", "code": "user_not_found"});
+    assert_eq!(identities(&s, &access).await, admitted);
+
+    let store = s.service.store();
+    for round in 0..2 {
+        store.set_active("user", false).await.unwrap();
+        let hits = b.hits.load(Ordering::SeqCst);
+        assert_eq!(
+            identities(&s, &access).await,
+            ((401, inactive.clone()), None, Some(Value::Null)),
+            "round {round}: refused; the optional upstream gets no identity"
+        );
+        assert_eq!(
+            b.hits.load(Ordering::SeqCst),
+            hits + 1,
+            "only the optional upstream's request reached the backend"
+        );
+        store.set_active("user", true).await.unwrap();
+        assert_eq!(identities(&s, &access).await, admitted, "round {round}");
+    }
+    store.delete_user("user").await.unwrap();
+    assert_eq!(
+        identities(&s, &access).await,
+        ((401, not_found), None, Some(Value::Null))
+    );
+}
+
+/// `check_user = false`: the token alone is checked, without the database, as before.
+#[tokio::test]
+async fn with_check_user_off_the_token_alone_is_checked() {
+    let b = backend("a").await;
+    let s = gateway(|c| {
+        c.server.check_user = false;
+        c.upstreams.push(upstream(
+            "/app/",
+            &[&b],
+            AuthMode::Required,
+            Balance::RoundRobin,
+        ));
+        c.upstreams.push(upstream(
+            "/opt/",
+            &[&b],
+            AuthMode::Optional,
+            Balance::RoundRobin,
+        ));
+    })
+    .await;
+    let (_, access) = s.login("user", "pw").await;
+    let admitted = (
+        (200, json!({"user_id": "1"})),
+        Some(json!("1")),
+        Some(json!("1")),
+    );
+    s.service.store().set_active("user", false).await.unwrap();
+    assert_eq!(identities(&s, &access).await, admitted);
+    s.service.store().delete_user("user").await.unwrap();
+    assert_eq!(identities(&s, &access).await, admitted);
 }
 
 fn static_dir() -> tempfile::TempDir {

@@ -72,23 +72,43 @@ impl Pool {
         }
     }
 
-    /// The next live backend not in `tried`, by the pool's policy.
+    /// The next backend not in `tried`, by the pool's policy: a live one, or when none of them
+    /// is marked live, any of them (Envoy's panic mode, nginx's "all servers down"). A backend
+    /// marked down may be back before the next probe (one that starts after handstamp is marked
+    /// down by the first), and refusing every request would not find out.
     pub fn pick(&self, tried: &[Arc<Backend>]) -> Option<Arc<Backend>> {
-        let candidates = || {
-            self.backends
-                .iter()
-                .filter(|b| b.is_alive() && !tried.iter().any(|t| Arc::ptr_eq(t, b)))
+        // One turn of round robin per pick, whichever of the two passes finds the backend.
+        let start = match self.balance {
+            Balance::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed),
+            Balance::LeastConnections => 0,
         };
+        self.pick_where(tried, start, Backend::is_alive)
+            .or_else(|| self.pick_where(tried, start, |_| true))
+    }
+
+    /// The backend not in `tried` that `ok` accepts, by the pool's policy (round robin from
+    /// `start`).
+    fn pick_where(
+        &self,
+        tried: &[Arc<Backend>],
+        start: usize,
+        ok: impl Fn(&Backend) -> bool,
+    ) -> Option<Arc<Backend>> {
+        let candidate = |b: &&Arc<Backend>| ok(b) && !tried.iter().any(|t| Arc::ptr_eq(t, b));
         match self.balance {
             Balance::RoundRobin => {
                 let n = self.backends.len();
-                let start = self.next.fetch_add(1, Ordering::Relaxed);
                 (0..n)
                     .map(|i| &self.backends[(start + i) % n])
-                    .find(|b| candidates().any(|c| Arc::ptr_eq(c, b)))
+                    .find(candidate)
                     .cloned()
             }
-            Balance::LeastConnections => candidates().min_by_key(|b| b.in_flight()).cloned(),
+            Balance::LeastConnections => self
+                .backends
+                .iter()
+                .filter(candidate)
+                .min_by_key(|b| b.in_flight())
+                .cloned(),
         }
     }
 }
@@ -117,8 +137,48 @@ mod tests {
         );
         p.backends[1].set_alive(false);
         assert!((0..6).all(|_| !Arc::ptr_eq(&p.pick(&[]).unwrap(), &p.backends[1])));
-        let tried = vec![p.backends[0].clone(), p.backends[2].clone()];
+        // The live ones tried, the dead one is the last resort; then none is left.
+        let mut tried = vec![p.backends[0].clone(), p.backends[2].clone()];
+        tried.push(p.pick(&tried).unwrap());
+        assert!(Arc::ptr_eq(&tried[2], &p.backends[1]));
         assert!(p.pick(&tried).is_none());
+    }
+
+    #[test]
+    fn with_none_alive_every_backend_is_tried_once() {
+        for balance in [Balance::RoundRobin, Balance::LeastConnections] {
+            let p = pool(balance);
+            for b in &p.backends {
+                b.set_alive(false);
+            }
+            let mut tried = Vec::new();
+            while let Some(b) = p.pick(&tried) {
+                assert!(tried.len() < 3, "{balance:?}: {} tried twice", b.base);
+                tried.push(b);
+            }
+            assert_eq!(tried.len(), 3, "{balance:?}");
+        }
+        // Round robin still takes turns among them, two backends as three.
+        for bases in [
+            &["http://127.0.0.1:1", "http://127.0.0.1:2"][..],
+            &[
+                "http://127.0.0.1:1",
+                "http://127.0.0.1:2",
+                "http://127.0.0.1:3",
+            ],
+        ] {
+            let p = Pool::new(
+                &bases.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
+                Balance::RoundRobin,
+            );
+            for b in &p.backends {
+                b.set_alive(false);
+            }
+            let firsts: std::collections::HashSet<_> = (0..bases.len())
+                .map(|_| p.pick(&[]).unwrap().base.clone())
+                .collect();
+            assert_eq!(firsts.len(), bases.len());
+        }
     }
 
     #[test]

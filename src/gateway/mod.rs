@@ -12,6 +12,7 @@ pub use proxy::USER_ID;
 
 use crate::auth::Authenticated;
 use crate::config::Settings;
+use crate::error::ApiError;
 use crate::server;
 use crate::service::AuthService;
 use axum::Router;
@@ -34,7 +35,10 @@ impl Gateway {
         let upstreams = settings
             .upstreams
             .iter()
-            .map(|u| Arc::new(Upstream::new(u.clone(), settings.server.max_body)))
+            .map(|u| {
+                let server = &settings.server;
+                Arc::new(Upstream::new(u.clone(), server.max_body, server.check_user))
+            })
             .collect();
         Gateway { upstreams }
     }
@@ -66,10 +70,13 @@ impl crate::api::Readiness for Gateway {
 impl Gateway {
     /// Forward-auth, static files and upstream prefixes.
     pub fn router(&self, settings: &Settings, service: Arc<AuthService>) -> Router {
-        let mut router = Router::new().route(
-            "/api/auth/check",
-            get(forward_auth).fallback(crate::api::not_allowed),
-        );
+        let check = if settings.server.check_user {
+            get(forward_auth_user)
+        } else {
+            get(forward_auth)
+        };
+        let mut router =
+            Router::new().route("/api/auth/check", check.fallback(crate::api::not_allowed));
         for mount in &settings.statics {
             let at = mount.prefix.trim_end_matches('/');
             router = router.nest_service(at, static_files::service(&mount.dir));
@@ -100,9 +107,20 @@ struct Identity<'a> {
     user_id: &'a str,
 }
 
+/// `GET /api/auth/check` with `check_user` (the default): [`forward_auth`], and the token's user
+/// loaded by primary key, once, as for `/api/users/me/`, so that a deleted or inactive user gets
+/// its 401s from the next request on, as with simplejwt's `JWTAuthentication`.
+pub(crate) async fn forward_auth_user(
+    State(service): State<Arc<AuthService>>,
+    auth: Authenticated,
+) -> Result<Response, ApiError> {
+    service.load_user(&auth).await?;
+    Ok(forward_auth(auth).await)
+}
+
 /// `GET /api/auth/check`: 200 with `X-Handstamp-User-Id` for a valid access token, the
 /// protected-endpoint 401s otherwise. For nginx `auth_request`, Traefik ForwardAuth and Caddy
-/// `forward_auth`; never touches the database.
+/// `forward_auth`. This one never touches the database (`check_user = false`).
 pub(crate) async fn forward_auth(auth: Authenticated) -> Response {
     let identity = Identity {
         user_id: &auth.user_id,

@@ -2,6 +2,7 @@
 //! streamed both ways, WebSocket upgrades passed through, identity headers added.
 
 use super::balance::{Backend, InFlight, Pool};
+use crate::auth::{AuthError, Authenticated};
 use crate::config::{AuthMode, UpstreamSettings};
 use crate::error::ApiError;
 use crate::request_id;
@@ -41,6 +42,8 @@ pub struct Upstream {
     pub pool: Pool,
     client: Client<HttpConnector, Body>,
     max_body: usize,
+    /// The `check_user` setting: the token's user is loaded and must be active.
+    check_user: bool,
 }
 
 fn bad_gateway(detail: &'static str) -> Response {
@@ -54,7 +57,7 @@ fn bad_gateway(detail: &'static str) -> Response {
 }
 
 impl Upstream {
-    pub fn new(settings: UpstreamSettings, max_body: usize) -> Self {
+    pub fn new(settings: UpstreamSettings, max_body: usize, check_user: bool) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -66,11 +69,26 @@ impl Upstream {
             settings,
             client,
             max_body,
+            check_user,
         }
     }
 
-    /// Checks identity, then forwards `req` to a live backend, trying another on a failed
-    /// connect when the request can safely be sent again.
+    /// The request's identity: a valid access token and, with `check_user`, its user, active.
+    async fn identify(
+        &self,
+        service: &AuthService,
+        header: Option<&[u8]>,
+    ) -> Result<Authenticated, AuthError> {
+        let auth = service.authenticate_header(header)?;
+        if self.check_user {
+            service.load_user(&auth).await?;
+        }
+        Ok(auth)
+    }
+
+    /// Checks identity, then forwards `req` to a live backend (any backend when none is live),
+    /// trying another on a failed connect when the request can safely be sent again; each
+    /// backend at most once.
     pub async fn forward(&self, service: &AuthService, mut req: Request) -> Response {
         strip_identity(req.headers_mut());
         match self.settings.auth {
@@ -80,15 +98,16 @@ impl Upstream {
                     .headers()
                     .get(header::AUTHORIZATION)
                     .map(|v| v.as_bytes());
-                match service.authenticate_header(header) {
+                match self.identify(service, header).await {
                     Ok(auth) => {
                         let id = HeaderValue::from_str(&auth.user_id);
                         let Ok(id) = id else {
-                            return ApiError::Auth(crate::auth::AuthError::NoUserId)
-                                .into_response();
+                            return ApiError::Auth(AuthError::NoUserId).into_response();
                         };
                         req.headers_mut().insert(USER_ID, id);
                     }
+                    // Our failure, not the client's: never passed on as an anonymous request.
+                    Err(e @ AuthError::Store(_)) => return ApiError::Auth(e).into_response(),
                     Err(e) if self.settings.auth == AuthMode::Required => {
                         return ApiError::Auth(e).into_response();
                     }
@@ -133,10 +152,19 @@ impl Upstream {
             }
             let in_flight = InFlight::new(backend.clone());
             match self.client.request(request).await {
-                Ok(response) => return respond(response, in_flight, client_upgrade),
+                Ok(response) => {
+                    // What a probe counts as alive: a backend back up serves at once, not
+                    // after the next probe.
+                    if response.status().as_u16() < 500 && backend.set_alive(true) {
+                        tracing::warn!(request_id = %request_id::current(), backend = backend.base, "backend answered: marked up");
+                        self.report_health(&backend, true);
+                    }
+                    return respond(response, in_flight, client_upgrade);
+                }
                 Err(error) if error.is_connect() => {
                     if backend.set_alive(false) {
                         tracing::warn!(request_id = %request_id::current(), backend = backend.base, %error, "backend unreachable: marked down");
+                        self.report_health(&backend, false);
                     }
                     if !replayable {
                         return bad_gateway("Bad gateway.");
@@ -149,6 +177,16 @@ impl Upstream {
             }
         }
         bad_gateway("No backend is available.")
+    }
+
+    /// Sets the `handstamp_upstream_up` gauge of `backend`.
+    fn report_health(&self, backend: &Backend, alive: bool) {
+        metrics::gauge!(
+            "handstamp_upstream_up",
+            "upstream" => self.settings.prefix.clone(),
+            "backend" => backend.base.clone()
+        )
+        .set(if alive { 1.0 } else { 0.0 });
     }
 }
 
@@ -301,12 +339,7 @@ pub async fn health_checks(upstream: std::sync::Weak<Upstream>) {
                 let state = if alive { "up" } else { "down" };
                 tracing::warn!(backend = backend.base, state, "backend health changed");
             }
-            metrics::gauge!(
-                "handstamp_upstream_up",
-                "upstream" => upstream.settings.prefix.clone(),
-                "backend" => backend.base.clone()
-            )
-            .set(if alive { 1.0 } else { 0.0 });
+            upstream.report_health(backend, alive);
         }
     }
 }

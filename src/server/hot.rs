@@ -6,7 +6,7 @@
 //! or path, `HEAD` and `OPTIONS` included, goes through the router as before.
 
 use crate::api::{token, users};
-use crate::gateway::forward_auth;
+use crate::gateway::{forward_auth, forward_auth_user};
 use crate::service::AuthService;
 use axum::extract::Request;
 use axum::handler::Handler;
@@ -44,11 +44,16 @@ pub struct HotRoute {
 #[derive(Clone)]
 pub struct HotRoutes {
     service: Arc<AuthService>,
+    /// The `check_user` setting, which picks forward-auth's handler as the router does.
+    check_user: bool,
 }
 
 impl HotRoutes {
-    pub fn new(service: Arc<AuthService>) -> Self {
-        HotRoutes { service }
+    pub fn new(service: Arc<AuthService>, check_user: bool) -> Self {
+        HotRoutes {
+            service,
+            check_user,
+        }
     }
 
     /// The hot route `req` is for, if any.
@@ -64,6 +69,9 @@ impl HotRoutes {
     pub fn answer(&self, route: HotRoute, req: Request) -> HotFuture {
         let state = self.service.clone();
         match route.endpoint {
+            Endpoint::ForwardAuth if self.check_user => {
+                Handler::call(forward_auth_user, req, state)
+            }
             Endpoint::ForwardAuth => Handler::call(forward_auth, req, state),
             Endpoint::Me => Handler::call(users::me, req, state),
             Endpoint::Verify => Handler::call(token::verify, req, state),

@@ -56,7 +56,8 @@ pub fn app(service: Arc<AuthService>, settings: &Settings) -> App {
     let router = api::router_reporting(service.clone(), readiness)
         .merge(observe::metrics_router())
         .merge(gateway.router(settings, service.clone()));
-    layered(router, &settings.server).with_hot_routes(HotRoutes::new(service))
+    layered(router, &settings.server)
+        .with_hot_routes(HotRoutes::new(service, settings.server.check_user))
 }
 
 /// Wraps any router (the API, or an app that embeds it) in what the server does around each
