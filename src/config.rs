@@ -97,6 +97,9 @@ pub struct ServerSettings {
     pub max_body: usize,
     pub max_connections: usize,
     pub log_format: LogFormat,
+    /// A listener of its own for `GET /metrics` (a management port); unset, the public
+    /// listeners serve it to loopback peers only.
+    pub metrics_bind: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,6 +271,7 @@ const SERVER_KEYS: &[&str] = &[
     "max_body",
     "max_connections",
     "log_format",
+    "metrics_bind",
 ];
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -360,6 +364,8 @@ struct RawServer {
     max_connections: String,
     #[serde(deserialize_with = "text")]
     log_format: String,
+    #[serde(deserialize_with = "opt_text")]
+    metrics_bind: Option<String>,
 }
 
 impl Default for RawServer {
@@ -374,6 +380,7 @@ impl Default for RawServer {
             max_body: "1MiB".into(),
             max_connections: "10000".into(),
             log_format: "text".into(),
+            metrics_bind: None,
         }
     }
 }
@@ -627,6 +634,15 @@ impl RawServer {
             max_body: usize::try_from(max_body.as_u64()).unwrap_or(usize::MAX),
             max_connections,
             log_format,
+            metrics_bind: match self.metrics_bind {
+                Some(addr) if addr.trim().is_empty() => {
+                    return Err(invalid(
+                        "metrics_bind",
+                        "must be an address such as \"127.0.0.1:9000\"",
+                    ));
+                }
+                addr => addr,
+            },
         })
     }
 }
