@@ -4,9 +4,12 @@
 
 use crate::gateway;
 use crate::token::{Algorithm, ClaimNames};
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::{Figment, value::Uncased};
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::{fmt, time::Duration};
 
@@ -17,6 +20,8 @@ pub enum ConfigError {
     Invalid { setting: String, message: String },
     #[error("cannot read settings: {0}")]
     Read(String),
+    #[error("unknown environment variable `{0}`: no setting has that name")]
+    UnknownVariable(String),
 }
 
 fn invalid(setting: &str, message: impl Into<String>) -> ConfigError {
@@ -104,6 +109,9 @@ pub struct ServerSettings {
     /// Forward-auth and upstreams also load the token's user and refuse a deleted or inactive
     /// one, as `/api/users/me/` does; false: the token alone, without the database.
     pub check_user: bool,
+    /// A listener of its own for `GET /metrics` (a management port); unset, the public
+    /// listeners serve it to loopback peers only.
+    pub metrics_bind: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,27 +173,89 @@ impl Default for Settings {
 impl Settings {
     /// Reads `file` (if given and present) and the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(file, std::env::vars_os())
+    }
+
+    /// [`load`](Self::load), with `vars` standing for the environment.
+    fn load_with(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(RawSettings::default()));
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        let env = Env::prefixed("HANDSTAMP_").filter_map(|key| {
-            let key = key.as_str().to_ascii_lowercase();
-            let section = if JWT_KEYS.contains(&key.as_str()) {
-                "jwt"
-            } else if SERVER_KEYS.contains(&key.as_str()) {
-                "server"
-            } else {
-                return None;
-            };
-            Some(Uncased::from_owned(format!("{section}.{key}")))
-        });
-        let raw: RawSettings = figment.merge(env).extract().map_err(read_error)?;
+        let raw: RawSettings = figment
+            .merge(EnvSettings::read(vars)?)
+            // Booleans as true/false, yes/no, on/off or 1/0 in any case, from either source.
+            .extract_lossy()
+            .map_err(read_error)?;
         raw.validate()
     }
 }
 
-/// The settings the environment may override, without the `HANDSTAMP_` prefix.
+const ENV_PREFIX: &str = "HANDSTAMP_";
+
+/// Our variables that are not settings: the command line reads them (`cli.rs`).
+const CLI_VARS: &[&str] = &["config", "database_url"];
+
+/// The `HANDSTAMP_<KEY>` settings, each value kept as the exact text given: figment's `Env`
+/// would parse `1234…890.5` as a float (and print it back as another key) and strip quotes.
+struct EnvSettings(Dict);
+
+impl EnvSettings {
+    /// Settings from `vars`; any other variable with our prefix is an error, as an unknown key
+    /// in the file is.
+    fn read(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Self, ConfigError> {
+        let mut sections: BTreeMap<&str, Dict> = BTreeMap::new();
+        for (name, value) in vars {
+            let bytes = name.as_encoded_bytes();
+            // The prefix in any case, as figment's `Env::prefixed` matched it.
+            if !bytes
+                .get(..ENV_PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(ENV_PREFIX.as_bytes()))
+            {
+                continue;
+            }
+            let name = name.to_string_lossy();
+            let key = name[ENV_PREFIX.len()..].to_ascii_lowercase();
+            let section = if JWT_KEYS.contains(&key.as_str()) {
+                "jwt"
+            } else if SERVER_KEYS.contains(&key.as_str()) {
+                "server"
+            } else if CLI_VARS.contains(&key.as_str()) {
+                continue;
+            } else {
+                return Err(ConfigError::UnknownVariable(name.into_owned()));
+            };
+            let value = value
+                .into_string()
+                .map_err(|_| invalid(&key, format!("{name} is not valid UTF-8")))?;
+            sections
+                .entry(section)
+                .or_default()
+                .insert(key, Value::from(value));
+        }
+        let dict = sections
+            .into_iter()
+            .map(|(section, keys)| (section.to_owned(), Value::from(keys)))
+            .collect();
+        Ok(EnvSettings(dict))
+    }
+}
+
+impl Provider for EnvSettings {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("`HANDSTAMP_` environment variable(s)")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.0.clone()))
+    }
+}
+
+/// The settings the environment may override, without the `HANDSTAMP_` prefix: the one list
+/// the environment is read by (a key missing here is refused as an unknown variable).
 const JWT_KEYS: &[&str] = &[
     "access_token_lifetime",
     "refresh_token_lifetime",
@@ -218,6 +288,7 @@ const SERVER_KEYS: &[&str] = &[
     "token_max_body",
     "password_queue",
     "check_user",
+    "metrics_bind",
 ];
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -319,6 +390,8 @@ struct RawServer {
     #[serde(deserialize_with = "text")]
     password_queue: String,
     check_user: bool,
+    #[serde(deserialize_with = "opt_text")]
+    metrics_bind: Option<String>,
 }
 
 impl Default for RawServer {
@@ -339,6 +412,7 @@ impl Default for RawServer {
             // About 2.5 s of work on 2 cores (one Argon2id verify takes ~18 ms of one core).
             password_queue: "256".into(),
             check_user: true,
+            metrics_bind: None,
         }
     }
 }
@@ -603,6 +677,15 @@ impl RawServer {
             log_format,
             password_queue,
             check_user: self.check_user,
+            metrics_bind: match self.metrics_bind {
+                Some(addr) if addr.trim().is_empty() => {
+                    return Err(invalid(
+                        "metrics_bind",
+                        "must be an address such as \"127.0.0.1:9000\"",
+                    ));
+                }
+                addr => addr,
+            },
         })
     }
 }
@@ -765,6 +848,102 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("acess_token_lifetime"), "{err}");
+    }
+
+    /// Settings from the environment `vars` alone.
+    fn from_env(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars = vars.iter().map(|(k, v)| (k.into(), v.into()));
+        Settings::load_with(None, vars.collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn environment_text_is_kept_exactly() {
+        let s = from_env(&[
+            (
+                "HANDSTAMP_SIGNING_KEY",
+                "1234567890123456789012345678901234567890.5",
+            ),
+            ("HANDSTAMP_AUDIENCE", "\"quoted\""),
+            ("HANDSTAMP_ISSUER", "007"),
+            ("HANDSTAMP_AUTH_HEADER_TYPES", "true"),
+            ("HANDSTAMP_ACCESS_TOKEN_LIFETIME", "600"),
+            ("HANDSTAMP_BIND", "[::1]:8000"),
+        ])
+        .unwrap();
+        let key = "1234567890123456789012345678901234567890.5";
+        assert_eq!(s.jwt.signing_key, Some(Secret(key.into())));
+        assert_eq!(s.jwt.audience.as_deref(), Some("\"quoted\""));
+        assert_eq!(s.jwt.issuer.as_deref(), Some("007"));
+        assert_eq!(s.jwt.auth_header_types, ["true"]);
+        assert_eq!(s.jwt.access_token_lifetime, Duration::from_secs(600));
+        assert_eq!(s.server.bind, ["[::1]:8000"]);
+    }
+
+    #[test]
+    fn booleans_take_words_from_environment_and_file() {
+        for (text, value) in [
+            ("true", true),
+            ("FALSE", false),
+            ("1", true),
+            ("0", false),
+            ("yes", true),
+            ("No", false),
+        ] {
+            let s = from_env(&[("HANDSTAMP_ROTATE_REFRESH_TOKENS", text)]).unwrap();
+            assert_eq!(s.jwt.rotate_refresh_tokens, value, "env {text}");
+            let s = from_toml(&format!("[jwt]\nrotate_refresh_tokens = \"{text}\"\n")).unwrap();
+            assert_eq!(s.jwt.rotate_refresh_tokens, value, "file {text:?}");
+        }
+        for (toml, value) in [("true", true), ("false", false), ("1", true), ("0", false)] {
+            let s = from_toml(&format!("[jwt]\nupdate_last_login = {toml}\n")).unwrap();
+            assert_eq!(s.jwt.update_last_login, value, "file {toml}");
+        }
+        let err = from_env(&[("HANDSTAMP_BLACKLIST_AFTER_ROTATION", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`blacklist_after_rotation`"), "{err}");
+        let err = from_toml("[jwt]\nupdate_last_login = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`update_last_login`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_variables_of_ours_are_named() {
+        let err = from_env(&[("HANDSTAMP_NO_SUCH_THING", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`HANDSTAMP_NO_SUCH_THING`"), "{err}");
+        // The command line's own variables, other programs' and case aside.
+        let s = from_env(&[
+            ("HANDSTAMP_CONFIG", "elsewhere.toml"),
+            ("HANDSTAMP_DATABASE_URL", "sqlite://x.sqlite3"),
+            ("HANDSTAMPX", "1"),
+            ("PATH", "/bin"),
+            ("handstamp_leeway", "7"),
+        ])
+        .unwrap();
+        assert_eq!(s.jwt.leeway, Duration::from_secs(7));
+        // Every key the environment maps is a setting: none is refused by the file's rules.
+        for key in JWT_KEYS.iter().chain(SERVER_KEYS) {
+            let name = format!("HANDSTAMP_{}", key.to_ascii_uppercase());
+            if let Err(e) = from_env(&[(&name, "1")]) {
+                let e = e.to_string();
+                assert!(!e.contains("unknown"), "{name}: {e}");
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_values_are_refused_by_name() {
+        use std::os::unix::ffi::OsStringExt;
+        let vars = [(
+            OsString::from("HANDSTAMP_ISSUER"),
+            OsString::from_vec(b"\xffme".to_vec()),
+        )];
+        let err = Settings::load_with(None, vars).unwrap_err().to_string();
+        assert!(err.contains("`issuer`") && err.contains("UTF-8"), "{err}");
     }
 
     #[test]

@@ -496,6 +496,62 @@ async fn bad_tokens_are_refused_with_simplejwts_reasons() {
 }
 
 #[tokio::test]
+async fn crit_headers_trailing_bytes_and_invalid_utf8_are_invalid_tokens() {
+    let s = TestServer::start().await;
+    let id = s.create_user("hal", "pw").await;
+    let (_, access) = s.login("hal", "pw").await;
+    let t = now();
+    let payload = json!({"token_type": "access", "exp": t + 100, "iat": t, "jti": "e".repeat(32), "user_id": id.to_string()}).to_string();
+    let header = r#"{"alg":"HS256","typ":"JWT"}"#;
+    let sign =
+        |header: &[u8], payload: &[u8]| craft_bytes(header, payload, KEY.as_bytes(), "HS256");
+    // The same claims in an exact copy of a token we signed are fine.
+    let (_, own) = parts(&access);
+    let good = sign(header.as_bytes(), own.as_bytes());
+    assert_eq!(s.get_bearer("/api/users/me/", &good).await.status(), 200);
+
+    // A claim nobody reads, holding a byte that is not UTF-8: `{"x":"\xff",...}`.
+    let mut invalid_utf8 = payload.clone().into_bytes();
+    invalid_utf8.splice(1..1, *b"\"x\":\"\xff\",");
+    let cases = [
+        (
+            "crit",
+            sign(
+                br#"{"alg":"HS256","typ":"JWT","crit":["exp"]}"#,
+                payload.as_bytes(),
+            ),
+        ),
+        (
+            "bytes after the header",
+            sign(br#"{"alg":"HS256","typ":"JWT"}{}"#, payload.as_bytes()),
+        ),
+        (
+            "bytes after the payload",
+            sign(header.as_bytes(), format!("{payload}x").as_bytes()),
+        ),
+        (
+            "invalid UTF-8 in the header",
+            sign(b"{\"alg\":\"HS256\",\"kid\":\"\xff\"}", payload.as_bytes()),
+        ),
+        (
+            "invalid UTF-8 in the payload",
+            sign(header.as_bytes(), &invalid_utf8),
+        ),
+    ];
+    // Every case is tried before failing, so that a failure lists all the cases let through.
+    let mut let_through = Vec::new();
+    for (case, token) in &cases {
+        let me = s.get_bearer("/api/users/me/", token).await.status();
+        let r = s.post("/api/token/verify/", json!({"token": token})).await;
+        let verify = reply(r).await;
+        if me != 401 || verify != (401, token_not_valid("Token is invalid")) {
+            let_through.push(format!("{case}: /me {me}, verify {verify:?}"));
+        }
+    }
+    assert!(let_through.is_empty(), "{let_through:#?}");
+}
+
+#[tokio::test]
 async fn refresh_for_an_inactive_or_deleted_user_is_refused() {
     let s = TestServer::start().await;
     s.create_user("hank", "pw").await;

@@ -472,6 +472,49 @@ fn settings_come_from_file_and_environment_and_bad_ones_stop_start_up() {
 }
 
 #[test]
+fn environment_values_are_taken_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    create_user(d, "erin", "pw");
+    // Read as a number, this key would have signed with "1234…000" instead.
+    let key = "1234567890123456789012345678901234567890.5";
+    let server = serve(
+        d,
+        &[
+            ("HANDSTAMP_SIGNING_KEY", key),
+            ("HANDSTAMP_AUDIENCE", "\"quoted\""),
+            ("HANDSTAMP_ROTATE_REFRESH_TOKENS", "no"),
+        ],
+    );
+    let (status, pair) = server.post("/api/token/", json!({"username": "erin", "password": "pw"}));
+    assert_eq!(status, 200, "{pair}");
+    let access = pair["access"].as_str().unwrap();
+    let (header, payload) = common::parts(access);
+    assert_eq!(
+        common::craft(&header, &payload, key.as_bytes(), "HS256"),
+        access,
+        "signed with exactly the key given"
+    );
+    assert_eq!(common::claims(access)["aud"], "\"quoted\"");
+    let (status, refreshed) =
+        server.post("/api/token/refresh/", json!({"refresh": pair["refresh"]}));
+    assert_eq!(status, 200, "{refreshed}");
+    assert!(
+        refreshed.get("refresh").is_none(),
+        "no rotation: {refreshed}"
+    );
+    drop(server);
+
+    let out = command(d, &["serve", "--check"])
+        .env("HANDSTAMP_NO_SUCH_THING", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("HANDSTAMP_NO_SUCH_THING"), "{err}");
+}
+
+#[test]
 fn sigterm_lets_the_request_in_flight_finish() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -1,8 +1,14 @@
-//! `/metrics` counts what this test did (alone in its process, so the counts are exact).
+//! `/metrics`: it counts what the tests did (the counts are exact: no other test here makes
+//! the requests the first one counts), and who may read it.
 
 mod common;
 
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::Method;
 use common::*;
+use handstamp::config::Settings;
+use handstamp::server::{self, Peer};
 use serde_json::json;
 
 async fn scrape(s: &TestServer) -> String {
@@ -90,4 +96,114 @@ async fn metrics_count_logins_tokens_and_requests() {
         ),
         5.0
     );
+}
+
+/// `GET path` through the whole app as if from `peer`, without a socket: status and body.
+async fn from_peer(app: &server::App, method: Method, path: &str, peer: &str) -> (u16, String) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "x")
+        .body(Body::empty())
+        .unwrap();
+    let peer = Peer {
+        addr: peer.parse().unwrap(),
+        tls: false,
+    };
+    let response = app.clone().call_from(request, peer).await.unwrap();
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn metrics_are_served_to_loopback_peers_only() {
+    let s = TestServer::start().await;
+    let r = s.client.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("handstamp_"));
+
+    let app = server::app(s.service.clone(), &Settings::default());
+    for peer in ["127.0.0.1:5000", "[::1]:5000", "[::ffff:127.0.0.1]:5000"] {
+        let (status, body) = from_peer(&app, Method::GET, "/metrics", peer).await;
+        assert_eq!(status, 200, "{peer}");
+        assert!(
+            body.contains("handstamp_http_requests_total"),
+            "{peer}: {body}"
+        );
+    }
+    // Elsewhere, /metrics is a path like any unknown one, whatever the method.
+    let unknown = from_peer(&app, Method::GET, "/no-such-path", "192.0.2.1:5000").await;
+    assert_eq!(unknown, (404, r#"{"detail":"Not found."}"#.to_owned()));
+    for peer in [
+        "192.0.2.1:5000",
+        "[2001:db8::1]:5000",
+        "[::ffff:192.0.2.1]:5000",
+    ] {
+        for method in [Method::GET, Method::HEAD, Method::POST, Method::DELETE] {
+            let answer = from_peer(&app, method.clone(), "/metrics", peer).await;
+            let unknown = from_peer(&app, method.clone(), "/no-such-path", peer).await;
+            assert_eq!(answer, unknown, "{method} from {peer}");
+            assert_eq!(answer.0, 404, "{method} from {peer}");
+        }
+    }
+    // Loopback peers get the usual method check.
+    let (status, _) = from_peer(&app, Method::POST, "/metrics", "127.0.0.1:5000").await;
+    assert_eq!(status, 405);
+}
+
+#[tokio::test]
+async fn metrics_bind_moves_metrics_to_a_listener_of_their_own() {
+    let s = TestServer::start_with(|settings| {
+        settings.server.metrics_bind = Some("127.0.0.1:0".into());
+    })
+    .await;
+    let r = s.client.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(
+        reply(r).await,
+        (404, json!({"detail": "Not found."})),
+        "the public listener never serves metrics, even to loopback"
+    );
+
+    let mut settings = Settings::default();
+    settings.server.metrics_bind = Some("127.0.0.1:0".into());
+    let listener = server::bind(&["127.0.0.1:0".to_string()])
+        .await
+        .unwrap()
+        .remove(0);
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = server::ServeOptions::default();
+    let task = tokio::spawn(async move {
+        server::serve_metrics(listener, &settings.server, &options, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let r = s
+        .client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("handstamp_"));
+    // The management port serves nothing else.
+    for path in ["/api/token/", "/healthz", "/"] {
+        let r = s
+            .client
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            reply(r).await,
+            (404, json!({"detail": "Not found."})),
+            "{path}"
+        );
+    }
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
 }

@@ -132,6 +132,17 @@ async fn from_multipart(
 }
 
 impl Payload {
+    /// Reads `body` as a request with `content_type` would be read, without a server: for the
+    /// fuzz targets (`fuzz/`).
+    #[doc(hidden)]
+    pub async fn parse(content_type: Option<HeaderValue>, body: Bytes) -> Result<Self, ApiError> {
+        let mut req = Request::new(Body::from(body));
+        if let Some(content_type) = content_type {
+            req.headers_mut().insert(CONTENT_TYPE, content_type);
+        }
+        Payload::from_request(req, &()).await
+    }
+
     /// A `CharField`: required, not null, not blank, whitespace trimmed; a number is taken as
     /// its text. On error, records it and returns an empty string.
     pub fn string(&mut self, name: &'static str) -> String {

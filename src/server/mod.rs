@@ -14,7 +14,7 @@ pub use access_log::write_to as write_access_log_to;
 pub use front::{Front, HostError, Peer, json_response};
 pub use hot::HotRoutes;
 pub use log_buffer::{LogBuffer, LogFlusher};
-pub use observe::{Metrics, metrics};
+pub use observe::{Metrics, metrics, serve_metrics};
 pub use tls::{CertStore, TlsError};
 
 use crate::api;
@@ -47,14 +47,15 @@ pub struct Tls(pub bool);
 /// A router with everything the server does around each request (see [`Front`]).
 pub type App = Front<Router>;
 
-/// The whole application: the API, `/metrics`, the gateway (static files, upstreams,
-/// forward-auth), and the layers around them. Starts the upstreams' health checks.
+/// The whole application: the API, `/metrics` (to loopback peers, unless `metrics_bind`), the
+/// gateway (static files, upstreams, forward-auth), and the layers around them. Starts the
+/// upstreams' health checks.
 pub fn app(service: Arc<AuthService>, settings: &Settings) -> App {
     let gateway = Gateway::new(settings);
     gateway.start_health_checks();
     let readiness: Arc<dyn api::Readiness> = Arc::new(gateway.clone());
     let router = api::router_reporting(service.clone(), readiness)
-        .merge(observe::metrics_router())
+        .merge(observe::public_metrics_router(&settings.server))
         .merge(gateway.router(settings, service.clone()));
     layered(router, &settings.server)
         .with_hot_routes(HotRoutes::new(service, settings.server.check_user))

@@ -2,18 +2,26 @@
 //! `request_metrics`, the rest from the Prometheus exporter), and where each answered request is
 //! logged and counted.
 
-use super::{access_log, request_metrics};
+use super::{ServeError, ServeOptions, access_log, request_metrics};
+use crate::config::ServerSettings;
+use crate::error::ApiError;
 use crate::request_id;
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::http::{Method, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::net::TcpListener;
 use tower::{Layer, Service};
+
+/// Connections the metrics listener serves at once: a few scrapers, never a crowd.
+const METRICS_CONNECTIONS: usize = 64;
 
 /// The process's Prometheus registry.
 pub type Metrics = PrometheusHandle;
@@ -33,19 +41,65 @@ pub fn metrics() -> &'static Metrics {
     })
 }
 
-/// `GET /metrics` in Prometheus' text format.
-pub fn metrics_router() -> Router {
-    let handle = metrics();
+/// The metrics in Prometheus' text format.
+fn render() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        request_metrics::render() + &metrics().render(),
+    )
+        .into_response()
+}
+
+/// `GET /metrics` and nothing else, for the listener of `metrics_bind`.
+fn metrics_router() -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|| async { render() }).fallback(crate::api::not_allowed),
+        )
+        .fallback(|| async { ApiError::NotFound })
+}
+
+/// `/metrics` on the public listeners. The counts (logins, failed logins, routes) are for the
+/// operator, so only loopback peers get them, others the 404 of an unknown path whatever the
+/// method; with `metrics_bind` set, no one does.
+pub fn public_metrics_router(settings: &ServerSettings) -> Router {
+    if settings.metrics_bind.is_some() {
+        return Router::new();
+    }
     Router::new().route(
         "/metrics",
-        get(move || async move {
-            (
-                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                request_metrics::render() + &handle.render(),
-            )
-                .into_response()
+        any(|req: Request| async move {
+            // No address (an app served without `Front::call_from`) counts as not local.
+            let local = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .is_some_and(|ConnectInfo(peer)| peer.ip().to_canonical().is_loopback());
+            match req.method() {
+                _ if !local => Err(ApiError::NotFound),
+                &Method::GET | &Method::HEAD => Ok(render()),
+                other => Err(ApiError::MethodNotAllowed(other.clone())),
+            }
         }),
     )
+}
+
+/// Serves `/metrics` alone on `listener`, over plain HTTP, until `shutdown` completes: the
+/// management port of `metrics_bind`. `options` are the main listeners', with a connection
+/// limit of its own so that neither side can starve the other.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    settings: &ServerSettings,
+    options: &ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let options = ServeOptions {
+        tls: None,
+        max_connections: METRICS_CONNECTIONS,
+        ..options.clone()
+    };
+    let app = super::layered(metrics_router(), settings);
+    super::serve_with(vec![listener], app, options, shutdown).await
 }
 
 /// Notes the route a request matched, for [`request_served`]: applied to every route of the

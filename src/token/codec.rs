@@ -34,6 +34,27 @@ pub struct TokenCodec {
 struct Header<'a> {
     #[serde(borrow)]
     alg: std::borrow::Cow<'a, str>,
+    /// Extensions the token requires us to understand (RFC 7515 §4.1.11). We implement none,
+    /// so a `crit` of any value, even `null` or `[]`, is refused, as PyJWT does.
+    #[serde(default)]
+    crit: Present,
+}
+
+/// Whether a header field was there at all, whatever its value.
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> serde::Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| Present(true))
+    }
+}
+
+/// The decoded JSON of a header or payload as text. Checked here, in one pass, because serde's
+/// `IgnoredAny` skips unknown fields' strings without checking their UTF-8; PyJWT refuses
+/// invalid UTF-8 anywhere.
+fn utf8(json: &[u8]) -> Result<&str, TokenError> {
+    std::str::from_utf8(json).map_err(|_| TokenError::Invalid)
 }
 
 impl TokenCodec {
@@ -100,8 +121,12 @@ impl TokenCodec {
             }
             Err(DecodeSliceError::DecodeError(_)) => return Err(TokenError::Invalid),
         };
+        // From text already checked: serde_json then need not check each string again.
+        let mut json = serde_json::Deserializer::from_str(utf8(payload)?);
         let claims = ClaimsSeed(&self.names)
-            .deserialize(&mut serde_json::Deserializer::from_slice(payload))
+            .deserialize(&mut json)
+            // Nothing but whitespace may follow the object.
+            .and_then(|claims| json.end().map(|()| claims))
             .map_err(|_| TokenError::Invalid)?;
         self.check_registered_claims(&claims, now)?;
         Ok(claims)
@@ -130,12 +155,13 @@ impl TokenCodec {
         Ok(claims)
     }
 
-    /// A header other than our own is accepted only when it names our algorithm: this is what
-    /// rejects `alg: none` and algorithm confusion.
+    /// A header other than our own is accepted only when it names our algorithm (this is what
+    /// rejects `alg: none` and algorithm confusion) and asks for no extension.
     fn check_header(&self, header: &str) -> Result<(), TokenError> {
         let json = B64.decode(header).map_err(|_| TokenError::Invalid)?;
-        let header: Header = serde_json::from_slice(&json).map_err(|_| TokenError::Invalid)?;
-        if header.alg == self.key.algorithm().name() {
+        // `from_str` also refuses anything but whitespace after the object.
+        let header: Header = serde_json::from_str(utf8(&json)?).map_err(|_| TokenError::Invalid)?;
+        if header.alg == self.key.algorithm().name() && !header.crit.0 {
             Ok(())
         } else {
             Err(TokenError::Invalid)
@@ -199,6 +225,11 @@ mod tests {
 
     /// Signs raw header and payload JSON with the test key.
     fn raw(header: &str, payload: &str) -> String {
+        raw_bytes(header.as_bytes(), payload.as_bytes())
+    }
+
+    /// [`raw`] for header and payload bytes that need not be UTF-8.
+    fn raw_bytes(header: &[u8], payload: &[u8]) -> String {
         let input = format!("{}.{}", B64.encode(header), B64.encode(payload));
         let sig = SigningKey::hmac(Algorithm::HS256, KEY).sign(input.as_bytes());
         format!("{input}.{}", B64.encode(sig))
@@ -286,6 +317,86 @@ mod tests {
         assert_eq!(c.decode(&forged, 1), Err(TokenError::Invalid));
         for junk in ["", ".", "..", "a.b", "a.b.c.d", "x.y.z"] {
             assert_eq!(c.decode(junk, 1), Err(TokenError::Invalid), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_any_crit_header() {
+        // RFC 7515 4.1.11: we implement no extension, so whatever `crit` names is unknown to us.
+        let c = codec(Validation::default());
+        let payload = r#"{"token_type":"access","exp":2000,"jti":"x","user_id":"1"}"#;
+        for header in [
+            r#"{"alg":"HS256","crit":["exp"]}"#,
+            r#"{"alg":"HS256","typ":"JWT","crit":["b64"],"b64":false}"#,
+            r#"{"crit":[],"alg":"HS256"}"#,
+            r#"{"alg":"HS256","crit":null}"#,
+        ] {
+            assert_eq!(
+                c.validate(&raw(header, payload), None, 1),
+                Err(TokenError::Invalid),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_bytes_after_the_json() {
+        let c = codec(Validation::default());
+        let header = r#"{"alg":"HS256","typ":"JWT"}"#;
+        let payload = r#"{"token_type":"access","exp":2000,"jti":"x","user_id":"1"}"#;
+        assert!(c.validate(&raw(header, payload), None, 1).is_ok());
+        // Whitespace after the JSON is still JSON, to PyJWT's json.loads too.
+        assert!(
+            c.validate(&raw(header, &format!("{payload} \n")), None, 1)
+                .is_ok()
+        );
+        for trailer in ["x", "{}", ",", "\0", "]"] {
+            let after_payload = raw(header, &format!("{payload}{trailer}"));
+            assert_eq!(
+                c.validate(&after_payload, None, 1),
+                Err(TokenError::Invalid),
+                "payload + {trailer:?}"
+            );
+            let after_header = raw(&format!("{header}{trailer}"), payload);
+            assert_eq!(
+                c.validate(&after_header, None, 1),
+                Err(TokenError::Invalid),
+                "header + {trailer:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_invalid_utf8_in_header_or_payload() {
+        let c = codec(Validation::default());
+        let header: &[u8] = br#"{"alg":"HS256","typ":"JWT"}"#;
+        let payload: &[u8] = br#"{"token_type":"access","exp":2000,"jti":"x","user_id":"1"}"#;
+        assert!(c.validate(&raw_bytes(header, payload), None, 1).is_ok());
+        let bad_payloads: [&[u8]; 4] = [
+            b"{\"token_type\":\"access\",\"exp\":2000,\"jti\":\"x\",\"extra\":\"\xff\"}",
+            b"{\"token_type\":\"access\",\"exp\":2000,\"jti\":\"x\",\"extra\":[\"\xc3\"]}",
+            b"{\"token_type\":\"access\",\"exp\":2000,\"jti\":\"x\",\"\xed\xa0\x80\":1}",
+            b"{\"token_type\":\"access\",\"exp\":2000,\"jti\":\"\xf8x\"}",
+        ];
+        for bad in bad_payloads {
+            assert_eq!(
+                c.validate(&raw_bytes(header, bad), None, 1),
+                Err(TokenError::Invalid),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let bad_headers: [&[u8]; 2] = [
+            b"{\"alg\":\"HS256\",\"kid\":\"\xff\"}",
+            b"{\"alg\":\"HS256\",\"x\":{\"y\":\"\xc0\xaf\"}}",
+        ];
+        for bad in bad_headers {
+            assert_eq!(
+                c.validate(&raw_bytes(bad, payload), None, 1),
+                Err(TokenError::Invalid),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

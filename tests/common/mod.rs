@@ -126,6 +126,11 @@ pub async fn reply(r: Response) -> (u16, Value) {
 
 /// A token signed by hand: `header` and `payload` as raw JSON text, HMAC with `alg`.
 pub fn craft(header: &str, payload: &str, key: &[u8], alg: &str) -> String {
+    craft_bytes(header.as_bytes(), payload.as_bytes(), key, alg)
+}
+
+/// [`craft`] from header and payload bytes, which need not be UTF-8.
+pub fn craft_bytes(header: &[u8], payload: &[u8], key: &[u8], alg: &str) -> String {
     fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], input: &str) -> Vec<u8> {
         let mut m = <M as Mac>::new_from_slice(key).unwrap();
         m.update(input.as_bytes());
