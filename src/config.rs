@@ -2,7 +2,7 @@
 //! `[[static]]` and `[[upstream]]` arrays) of a TOML file and from `HANDSTAMP_*` environment variables (the environment wins), and checked
 //! once at start-up.
 
-use crate::gateway;
+use crate::target;
 use crate::token::{Algorithm, ClaimNames};
 use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
@@ -772,8 +772,8 @@ fn url_prefix(setting: &str, prefix: String) -> Result<String, ConfigError> {
     };
     // Requests are matched in normalized form, so a prefix in any other form never matches,
     // and one with characters a backend decodes could be reached under another spelling.
-    let plain = |path: &str| path.bytes().all(|b| b == b'/' || gateway::is_unreserved(b));
-    match gateway::normalize_path(&prefix) {
+    let plain = |path: &str| path.bytes().all(|b| b == b'/' || target::is_unreserved(b));
+    match target::normalize_path(&prefix) {
         Ok(normal) if !plain(&normal) => Err(invalid(
             setting,
             format!("{prefix:?}: use only letters, digits, '-', '.', '_', '~' and '/'"),

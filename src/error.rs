@@ -1,11 +1,10 @@
 //! The one place where errors become HTTP responses, in simplejwt's and DRF's shapes.
 
 use crate::auth::AuthError;
-use crate::gateway::PathError;
 use crate::password::PasswordError;
-use crate::server::HostError;
 use crate::service::ServiceError;
 use crate::store::StoreError;
+use crate::target::{HostError, PathError};
 use axum::Json;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};

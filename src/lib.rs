@@ -15,6 +15,7 @@ pub mod request_id;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod target;
 pub mod token;
 
 pub use auth::{Authenticated, CurrentUser};

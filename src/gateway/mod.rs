@@ -2,12 +2,9 @@
 //! app servers, and forward-auth for other proxies.
 
 mod balance;
-mod path;
 mod proxy;
 mod static_files;
 
-pub(crate) use path::is_unreserved;
-pub use path::{PathError, normalize as normalize_path};
 pub use proxy::USER_ID;
 
 use crate::auth::Authenticated;

@@ -12,8 +12,8 @@ use super::hot::{HotFuture, HotRoutes};
 use super::{Tls, observe};
 use crate::api;
 use crate::error::ApiError;
-use crate::gateway::{PathError, normalize_path};
 use crate::request_id::{self, REQUEST_ID, Route, Scope};
+use crate::target::{HostError, PathError, normalize_path};
 use axum::body::Body;
 use axum::body::HttpBody as _;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
@@ -210,17 +210,8 @@ where
     }
 }
 
-/// Why a request's Host header is refused (RFC 9112 §3.2).
-#[derive(Debug, thiserror::Error)]
-pub enum HostError {
-    #[error("The request has no Host header.")]
-    Missing,
-    #[error("The request has more than one Host header.")]
-    Repeated,
-}
-
 /// Checks the Host header and normalizes the path, before anything routes on it: what a
-/// backend serves must be what identity was checked for (see `gateway::normalize_path`). The
+/// backend serves must be what identity was checked for (see `target::normalize_path`). The
 /// URI is rebuilt only when the path changed; the query is kept as it came. For a canonical
 /// path, no allocation (callgrind, `GET /api/auth/check`: 343 instructions a request, of them
 /// 161 normalizing and 110 finding Host).

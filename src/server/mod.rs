@@ -11,7 +11,7 @@ mod tls;
 mod watchdog;
 
 pub use access_log::write_to as write_access_log_to;
-pub use front::{Front, HostError, Peer, json_response};
+pub use front::{Front, Peer, json_response};
 pub use hot::HotRoutes;
 pub use log_buffer::{LogBuffer, LogFlusher};
 pub use observe::{Metrics, metrics, serve_metrics};

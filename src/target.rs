@@ -1,4 +1,8 @@
-//! The request path in one canonical form, so that what the gateway routes on (and checks
+//! The request target as everything after `Front` sees it: the `Host` rule and the path in one
+//! canonical form. A leaf: settings (prefix checks), errors and the server use it, it uses none
+//! of them.
+//!
+//! The path in one canonical form, so that what the gateway routes on (and checks
 //! identity for) is what a backend will serve: dot-segments removed (RFC 3986 §5.2.4, `%2e`
 //! counted as a dot), runs of `/` merged (as nginx's `merge_slashes`), percent-encoded
 //! unreserved characters decoded (§6.2.2.2), the other escapes in upper case (§6.2.2.1) and
@@ -10,6 +14,15 @@
 //! The common, already-canonical path costs one scan and no allocation.
 
 use std::borrow::Cow;
+
+/// Why a request's Host header is refused (RFC 9112 §3.2).
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("The request has no Host header.")]
+    Missing,
+    #[error("The request has more than one Host header.")]
+    Repeated,
+}
 
 /// Why a request path was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -33,7 +46,7 @@ pub enum PathError {
 
 /// `path` (without the query) in canonical form: borrowed when it already is, which is the
 /// common case.
-pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
+pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
     if !path.starts_with('/') {
         return Err(PathError::NotOriginForm);
     }
@@ -187,11 +200,11 @@ fn push_escaped(byte: u8, out: &mut String) {
 
 #[cfg(test)]
 mod tests {
-    use super::{PathError, normalize};
+    use super::{PathError, normalize_path};
     use std::borrow::Cow;
 
     fn normal(path: &str) -> String {
-        normalize(path)
+        normalize_path(path)
             .unwrap_or_else(|e| panic!("{path}: {e}"))
             .into_owned()
     }
@@ -207,7 +220,7 @@ mod tests {
             "/a%3Fb/caf%C3%A9/%25/%20",
         ] {
             assert!(
-                matches!(normalize(path), Ok(Cow::Borrowed(p)) if p == path),
+                matches!(normalize_path(path), Ok(Cow::Borrowed(p)) if p == path),
                 "{path}"
             );
         }
@@ -275,7 +288,7 @@ mod tests {
             assert_eq!(normal(path), expected, "{path}");
             // What comes out is canonical: normalizing it again changes nothing.
             assert!(
-                matches!(normalize(expected), Ok(Cow::Borrowed(_))),
+                matches!(normalize_path(expected), Ok(Cow::Borrowed(_))),
                 "{expected}"
             );
         }
@@ -318,10 +331,12 @@ mod tests {
         let mut accepted = 0;
         for path in &paths {
             let path = std::str::from_utf8(path).unwrap();
-            let Ok(out) = normalize(path) else { continue };
+            let Ok(out) = normalize_path(path) else {
+                continue;
+            };
             accepted += 1;
             assert!(
-                matches!(normalize(&out), Ok(Cow::Borrowed(_))),
+                matches!(normalize_path(&out), Ok(Cow::Borrowed(_))),
                 "{path} -> {out}"
             );
             let segments: Vec<&str> = out[1..].split('/').collect();
@@ -357,7 +372,7 @@ mod tests {
             ("/a%2/b", PathError::BadEscape),
             ("/a%%32e", PathError::BadEscape),
         ] {
-            assert_eq!(normalize(path), Err(error), "{path:?}");
+            assert_eq!(normalize_path(path), Err(error), "{path:?}");
         }
     }
 }
