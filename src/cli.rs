@@ -172,43 +172,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 println!("configuration OK");
                 return Ok(());
             }
-            let _logs = init_logging(settings.server.log_format);
-            let shutdown = server::shutdown_signal();
-            let listeners = server::bind(&settings.server.bind).await?;
-            let metrics_listener = match &settings.server.metrics_bind {
-                Some(addr) => server::bind(std::slice::from_ref(addr)).await?.pop(),
-                None => None,
-            };
-            let store = open_writable(&cli.database).await?;
-            let service = AuthService::new(settings.jwt.clone(), store)
-                .await?
-                .with_password_queue(settings.server.password_queue);
-            let app = server::app(service.into(), &settings);
-            // One signal stops both the public listeners and the metrics one.
-            let (stop, stopped) = tokio::sync::watch::channel(false);
-            tokio::spawn(async move {
-                shutdown.await;
-                let _ = stop.send(true);
-            });
-            let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-                let _ = stopped.wait_for(|&stop| stop).await;
-            };
-            let metrics = async {
-                match metrics_listener {
-                    Some(listener) => {
-                        let shutdown = until_stopped(stopped.clone());
-                        server::serve_metrics(listener, &settings.server, &options, shutdown).await
-                    }
-                    None => Ok(()),
-                }
-            };
-            let public = server::serve_with(
-                listeners,
-                app,
-                options.clone(),
-                until_stopped(stopped.clone()),
-            );
-            tokio::try_join!(public, metrics)?;
+            serve(&settings, &cli.database, options).await?;
         }
         Command::Migrate => {
             open_store(&cli.database).await?;
@@ -225,6 +189,52 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             println!("deleted {deleted} expired tokens");
         }
     }
+    Ok(())
+}
+
+/// `serve`: the public listeners and, with `metrics_bind`, the metrics one, until SIGTERM/SIGINT.
+async fn serve(
+    settings: &Settings,
+    database: &str,
+    options: server::ServeOptions,
+) -> Result<(), CliError> {
+    let _logs = init_logging(settings.server.log_format);
+    let shutdown = server::shutdown_signal();
+    let listeners = server::bind(&settings.server.bind).await?;
+    let metrics_listener = match &settings.server.metrics_bind {
+        Some(addr) => server::bind(std::slice::from_ref(addr)).await?.pop(),
+        None => None,
+    };
+    let store = open_writable(database).await?;
+    let service = AuthService::new(settings.jwt.clone(), store)
+        .await?
+        .with_password_queue(settings.server.password_queue);
+    let app = server::app(service.into(), settings);
+    // One signal stops both the public listeners and the metrics one.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|&stop| stop).await;
+    };
+    let metrics = async {
+        match metrics_listener {
+            Some(listener) => {
+                let shutdown = until_stopped(stopped.clone());
+                server::serve_metrics(listener, &settings.server, &options, shutdown).await
+            }
+            None => Ok(()),
+        }
+    };
+    let public = server::serve_with(
+        listeners,
+        app,
+        options.clone(),
+        until_stopped(stopped.clone()),
+    );
+    tokio::try_join!(public, metrics)?;
     Ok(())
 }
 

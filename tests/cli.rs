@@ -2,23 +2,14 @@
 
 mod common;
 
+use common::command;
+
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
-
-fn command(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_handstamp"));
-    cmd.args(args).current_dir(dir);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("HANDSTAMP_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
 
 /// Runs the binary in `dir` with `stdin` as standard input.
 fn run(dir: &Path, args: &[&str], stdin: &str) -> Output {

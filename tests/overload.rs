@@ -2,11 +2,14 @@
 //! read: the password queue is bounded, work whose client has gone is dropped, passwords and
 //! token bodies are small, and a valid login is still served at once afterwards.
 
+mod common;
+
+use common::command;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
@@ -28,17 +31,6 @@ fn runtime() -> tokio::runtime::Runtime {
 
 const USER: &str = "alice";
 const PASSWORD: &str = "correct horse battery staple";
-
-fn command(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_handstamp"));
-    cmd.args(args).current_dir(dir);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("HANDSTAMP_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
 
 /// `handstamp user ...` with `password` on standard input: whether it succeeded, and its errors.
 fn user_command(dir: &Path, args: &[&str], password: &str) -> (bool, String) {

@@ -190,3 +190,16 @@ pub fn certificate(dir: &std::path::Path, name: &str) -> (handstamp::config::Tls
 pub fn token_not_valid(reason: &str) -> Value {
     json!({"detail": reason, "code": "token_not_valid"})
 }
+
+/// The `handstamp` binary with `args`, run in `dir`, without any `HANDSTAMP_*` variable of the
+/// test's own environment (each test sets the ones it means).
+pub fn command(dir: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_handstamp"));
+    cmd.args(args).current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("HANDSTAMP_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
