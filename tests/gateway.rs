@@ -86,6 +86,16 @@ async fn stream(axum::extract::State(s): axum::extract::State<BackendState>) -> 
     Body::from_stream(chunks).into_response()
 }
 
+/// A response naming a header of its own in `Connection`: for this hop only.
+async fn hop_header() -> Response {
+    let mut response = Response::new(axum::body::Body::from("ok"));
+    let headers = response.headers_mut();
+    headers.insert("connection", "x-internal".parse().unwrap());
+    headers.insert("x-internal", "backend secret".parse().unwrap());
+    headers.insert("x-kept", "1".parse().unwrap());
+    response
+}
+
 async fn echo_len(body: axum::body::Bytes) -> String {
     body.len().to_string()
 }
@@ -138,6 +148,7 @@ async fn backend_on(name: &str, listener: tokio::net::TcpListener) -> Backend {
         .route("/app/hold", on_get(hold))
         .route("/app/stream", on_get(stream))
         .route("/app/echo", any(echo_len))
+        .route("/app/hop", on_get(hop_header))
         .route("/app/slow", on_get(std::future::pending::<String>))
         .route("/app/ws", on_get(websocket))
         .fallback(whoami)
@@ -478,6 +489,17 @@ async fn with_every_backend_down_each_is_tried() {
     }
     marked_down(&s, 3).await;
     drop((a, b));
+}
+
+/// RFC 9110 §7.6.1: headers a backend names in `Connection` are for its hop alone.
+#[tokio::test]
+async fn headers_the_backend_names_in_connection_do_not_reach_the_client() {
+    let b = backend("a").await;
+    let s = app_gateway(&[&b], AuthMode::None, Balance::RoundRobin).await;
+    let r = s.client.get(s.url("/app/hop")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers().get("x-kept").unwrap(), "1");
+    assert!(r.headers().get("x-internal").is_none(), "{:?}", r.headers());
 }
 
 #[tokio::test]

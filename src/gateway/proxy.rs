@@ -215,9 +215,7 @@ fn respond(
         });
         return Response::from_parts(parts, Body::empty());
     }
-    for name in &HOP_BY_HOP {
-        parts.headers.remove(name);
-    }
+    remove_hop_by_hop(&mut parts.headers, false);
     let body = body.map_frame(move |frame| {
         let _ = &in_flight;
         frame
@@ -274,7 +272,7 @@ fn forwarded_headers(parts: &axum::http::request::Parts, upgrade: bool) -> Heade
 }
 
 /// Removes the fixed hop-by-hop headers and the ones the `Connection` header names (RFC 9110
-/// §7.6.1), which a client could otherwise use to pass a header meant for this hop alone. Our
+/// §7.6.1), in requests and responses alike: a header meant for one hop goes no further. Our
 /// own `X-Handstamp-*` headers stay: only we set them (client-sent ones are gone by now).
 fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     let named: Vec<HeaderName> = connection_tokens(headers)
