@@ -26,6 +26,28 @@ fn short(settings: &mut Settings) {
     settings.server.send_timeout = Duration::from_secs(60);
 }
 
+/// A client's HTTP/2 connection (prior knowledge) from `builder`: its sender, the connection's
+/// task, and the answer to `GET path` on it. The sender is kept by the caller: dropping it
+/// would let the client end the connection itself.
+async fn h2_get(
+    addr: std::net::SocketAddr,
+    builder: &hyper::client::conn::http2::Builder<TokioExecutor>,
+    path: &str,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+    hyper::Response<hyper::body::Incoming>,
+) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = builder.handshake(TokioIo::new(tcp)).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let request = hyper::Request::get(format!("http://{addr}{path}"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    (sender, conn, response)
+}
+
 /// Reads (and discards) until the server closes the connection or resets it, and returns how
 /// long that took; panics if it is still open after `bound`.
 async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
@@ -226,16 +248,8 @@ async fn an_idle_http2_connection_is_closed_after_the_keepalive_timeout() {
         c.server.keepalive_timeout = keepalive;
     })
     .await;
-    let tcp = TcpStream::connect(s.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    let conn = tokio::spawn(conn);
-    let request = hyper::Request::get(format!("http://{}/healthz", s.addr))
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
+    let h2 = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    let (_sender, conn, response) = h2_get(s.addr, &h2, "/healthz").await;
     assert_eq!(response.status(), 200);
     response.into_body().collect().await.unwrap();
     let idle = Instant::now();
@@ -294,20 +308,12 @@ async fn serving_a_big_file(dir: &std::path::Path) -> (TestServer, usize) {
 async fn an_http2_client_that_stops_opening_its_window_is_cut_after_the_send_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let (s, _) = serving_a_big_file(dir.path()).await;
-    let tcp = TcpStream::connect(s.addr).await.unwrap();
     // The client reads every frame off the socket, but never takes the body, so it never
     // gives the server more window: the stream waits on the client, the socket does not.
-    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(65_535)
-        .initial_connection_window_size(65_535)
-        .handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
-        .await
-        .unwrap();
-    let conn = tokio::spawn(conn);
-    let request = hyper::Request::get(format!("http://{}/files/big.bin", s.addr))
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
+    let mut h2 = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    h2.initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535);
+    let (_sender, conn, response) = h2_get(s.addr, &h2, "/files/big.bin").await;
     assert_eq!(response.status(), 200);
     let start = Instant::now();
     let mut next = TcpStream::connect(s.addr).await.unwrap();
@@ -454,16 +460,8 @@ async fn a_response_waiting_on_a_slow_backend_is_not_cut_by_the_send_timeout() {
         c.upstreams = vec![upstream_at(backend_addr)];
     })
     .await;
-    let tcp = TcpStream::connect(s.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    let conn = tokio::spawn(conn);
-    let request = hyper::Request::get(format!("http://{}/app/stream", s.addr))
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
+    let h2 = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    let (_sender, conn, response) = h2_get(s.addr, &h2, "/app/stream").await;
     assert_eq!(response.status(), 200);
     let mut body = response.into_body();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
