@@ -200,6 +200,14 @@ fn upstream(
     }
 }
 
+/// Upstreams at `prefixes`, each with its own auth mode, all on backend `b`, round robin.
+fn mount(c: &mut Settings, b: &Backend, prefixes: &[(&str, AuthMode)]) {
+    for &(prefix, auth) in prefixes {
+        c.upstreams
+            .push(upstream(prefix, &[b], auth, Balance::RoundRobin));
+    }
+}
+
 async fn gateway(tweak: impl FnOnce(&mut Settings)) -> TestServer {
     let s = TestServer::start_with(tweak).await;
     s.create_user("user", "pw").await;
@@ -276,18 +284,11 @@ async fn required_auth_answers_401_or_passes_the_identity() {
 async fn optional_and_no_auth_modes() {
     let b = backend("a").await;
     let s = gateway(|c| {
-        c.upstreams.push(upstream(
-            "/opt/",
-            &[&b],
-            AuthMode::Optional,
-            Balance::RoundRobin,
-        ));
-        c.upstreams.push(upstream(
-            "/open/",
-            &[&b],
-            AuthMode::None,
-            Balance::RoundRobin,
-        ));
+        mount(
+            c,
+            &b,
+            &[("/opt/", AuthMode::Optional), ("/open/", AuthMode::None)],
+        );
     })
     .await;
     let (_, access) = s.login("user", "pw").await;
@@ -637,18 +638,11 @@ async fn identities(s: &TestServer, access: &str) -> ((u16, Value), Option<Value
 async fn forward_auth_and_upstreams_refuse_inactive_and_deleted_users() {
     let b = backend("a").await;
     let s = gateway(|c| {
-        c.upstreams.push(upstream(
-            "/app/",
-            &[&b],
-            AuthMode::Required,
-            Balance::RoundRobin,
-        ));
-        c.upstreams.push(upstream(
-            "/opt/",
-            &[&b],
-            AuthMode::Optional,
-            Balance::RoundRobin,
-        ));
+        mount(
+            c,
+            &b,
+            &[("/app/", AuthMode::Required), ("/opt/", AuthMode::Optional)],
+        );
     })
     .await;
     let (_, access) = s.login("user", "pw").await;
@@ -691,18 +685,11 @@ async fn with_check_user_off_the_token_alone_is_checked() {
     let b = backend("a").await;
     let s = gateway(|c| {
         c.server.check_user = false;
-        c.upstreams.push(upstream(
-            "/app/",
-            &[&b],
-            AuthMode::Required,
-            Balance::RoundRobin,
-        ));
-        c.upstreams.push(upstream(
-            "/opt/",
-            &[&b],
-            AuthMode::Optional,
-            Balance::RoundRobin,
-        ));
+        mount(
+            c,
+            &b,
+            &[("/app/", AuthMode::Required), ("/opt/", AuthMode::Optional)],
+        );
     })
     .await;
     let (_, access) = s.login("user", "pw").await;
