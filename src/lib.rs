@@ -2,14 +2,13 @@
 //! djangorestframework-simplejwt.
 //!
 //! A Rust app mounts [`api::router`] and protects its own handlers with the
-//! [`auth::Authenticated`] or [`auth::CurrentUser`] extractors; see `examples/`.
+//! [`Authenticated`] or [`CurrentUser`] extractors; see `examples/`.
 
 pub mod api;
-pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod error;
 pub mod gateway;
+pub mod http;
 pub mod password;
 pub mod request_id;
 pub mod server;
@@ -18,6 +17,7 @@ pub mod store;
 pub mod target;
 pub mod token;
 
-pub use auth::{Authenticated, CurrentUser};
 pub use config::Settings;
+pub use http::auth::{Authenticated, CurrentUser};
+pub use http::error::ApiError;
 pub use service::AuthService;

@@ -1,7 +1,7 @@
 //! Request bodies as DRF reads them: JSON, form-urlencoded or multipart into one set of fields,
 //! then checked field by field with `CharField`'s rules and messages.
 
-use crate::error::{ApiError, FieldErrors};
+use crate::http::error::{ApiError, FieldErrors};
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header::CONTENT_TYPE};

@@ -1,5 +1,6 @@
 //! Liveness and readiness.
 
+use crate::http::Readiness;
 use crate::service::AuthService;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,11 +14,6 @@ pub struct Status {
     /// Parts that are down without making us unready, such as one backend of an upstream.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     unhealthy: Vec<String>,
-}
-
-/// Something else worth reporting in `/readyz`, such as the gateway's backends.
-pub trait Readiness: Send + Sync + 'static {
-    fn unhealthy(&self) -> Vec<String>;
 }
 
 /// Answers while the process serves.

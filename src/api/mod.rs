@@ -6,10 +6,10 @@ pub(crate) mod token;
 pub(crate) mod users;
 
 pub use body::Payload;
-pub use health::Readiness;
 
-use crate::auth::CurrentUser;
-use crate::error::ApiError;
+use crate::http::Readiness;
+use crate::http::auth::CurrentUser;
+use crate::http::error::{ApiError, not_allowed};
 use crate::service::AuthService;
 use axum::http::Method;
 use axum::routing::{MethodRouter, get, post};
@@ -96,10 +96,6 @@ pub fn token_route(path: &str) -> Option<&'static str> {
         return None;
     }
     TOKEN_PATHS.iter().copied().find(|route| *route == path)
-}
-
-pub async fn not_allowed(method: Method) -> ApiError {
-    ApiError::MethodNotAllowed(method)
 }
 
 /// On a protected route, authentication comes before the method check, as in DRF.

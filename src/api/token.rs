@@ -1,8 +1,8 @@
 //! The token endpoints: obtain a pair, refresh, verify, blacklist.
 
 use super::Payload;
-use crate::error::ApiError;
-use crate::server;
+use crate::http::error::ApiError;
+use crate::http::json_response;
 use crate::service::{AuthService, Refreshed, ServiceError, TokenPair};
 use axum::Json;
 use axum::extract::State;
@@ -14,7 +14,7 @@ type Service = State<Arc<AuthService>>;
 
 /// simplejwt's `{}`, as static bytes: verify answers it on every valid token.
 fn empty() -> Response {
-    server::json_response(StatusCode::OK, "{}", 0)
+    json_response(StatusCode::OK, "{}", 0)
 }
 
 pub async fn obtain(

@@ -1,6 +1,6 @@
 //! The signed-in user.
 
-use crate::auth::CurrentUser;
+use crate::http::auth::CurrentUser;
 use axum::Json;
 use serde::Serialize;
 

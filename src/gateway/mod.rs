@@ -7,10 +7,10 @@ mod static_files;
 
 pub use proxy::USER_ID;
 
-use crate::auth::Authenticated;
 use crate::config::Settings;
-use crate::error::ApiError;
-use crate::server;
+use crate::http::auth::Authenticated;
+use crate::http::error::{ApiError, not_allowed};
+use crate::http::{Readiness, json_response};
 use crate::service::AuthService;
 use axum::Router;
 use axum::extract::{Request, State};
@@ -48,7 +48,7 @@ impl Gateway {
     }
 }
 
-impl crate::api::Readiness for Gateway {
+impl Readiness for Gateway {
     /// Backends currently marked down, as `prefix backend`.
     fn unhealthy(&self) -> Vec<String> {
         self.upstreams
@@ -72,8 +72,7 @@ impl Gateway {
         } else {
             get(forward_auth)
         };
-        let mut router =
-            Router::new().route("/api/auth/check", check.fallback(crate::api::not_allowed));
+        let mut router = Router::new().route("/api/auth/check", check.fallback(not_allowed));
         for mount in &settings.statics {
             let at = mount.prefix.trim_end_matches('/');
             router = router.nest_service(at, static_files::service(&mount.dir));
@@ -123,7 +122,7 @@ pub(crate) async fn forward_auth(auth: Authenticated) -> Response {
         user_id: &auth.user_id,
     };
     let body = serde_json::to_vec(&identity).expect("a string always serializes");
-    let mut response = server::json_response(StatusCode::OK, body, 1);
+    let mut response = json_response(StatusCode::OK, body, 1);
     if let Ok(value) = HeaderValue::from_str(&auth.user_id) {
         response.headers_mut().insert(USER_ID, value);
     }

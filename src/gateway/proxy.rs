@@ -2,11 +2,11 @@
 //! streamed both ways, WebSocket upgrades passed through, identity headers added.
 
 use super::balance::{Backend, InFlight, Pool};
-use crate::auth::{AuthError, Authenticated};
 use crate::config::{AuthMode, UpstreamSettings};
-use crate::error::ApiError;
+use crate::http::Tls;
+use crate::http::auth::{AuthError, Authenticated};
+use crate::http::error::ApiError;
 use crate::request_id;
-use crate::server::Tls;
 use crate::service::AuthService;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};

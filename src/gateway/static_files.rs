@@ -2,7 +2,7 @@
 //! Last-Modified, precompressed `.br`/`.gz` siblings, no listings, no traversal) plus ETags with
 //! 304s, and cache lifetimes by file name.
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};

@@ -9,16 +9,16 @@
 //! 18 000 instructions a request for the stack of layers).
 
 use super::hot::{HotFuture, HotRoutes};
-use super::{Tls, observe};
+use super::observe;
 use crate::api;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::http::{FRONT_HEADERS, Tls, json_response};
 use crate::request_id::{self, REQUEST_ID, Route, Scope};
 use crate::target::{HostError, PathError, normalize_path};
-use axum::body::Body;
 use axum::body::HttpBody as _;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
 use axum::http::uri::PathAndQuery;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse as _, Response};
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -50,23 +50,8 @@ const SECURITY_HEADERS: [(HeaderName, HeaderValue); SECURITY_HEADER_COUNT] = [
     ),
 ];
 
-/// How many headers [`Front`] adds to every response.
-const FRONT_HEADERS: usize = SECURITY_HEADER_COUNT + 1;
-
-/// A JSON response from an already serialized `body`, its header map sized for `extra` headers
-/// of the caller's and the ones [`Front`] adds: growing the map afterwards would cost a
-/// reallocation and a rehash on every such response.
-pub fn json_response(status: StatusCode, body: impl Into<Body>, extra: usize) -> Response {
-    let mut headers = HeaderMap::with_capacity(1 + extra + FRONT_HEADERS);
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let mut response = Response::new(body.into());
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    response
-}
+// `http::json_response` sizes header maps for what is added here.
+const _: () = assert!(FRONT_HEADERS == SECURITY_HEADER_COUNT + 1);
 
 /// `inner` (a router) with everything the server does around each request.
 #[derive(Clone)]

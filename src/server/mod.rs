@@ -11,7 +11,7 @@ mod tls;
 mod watchdog;
 
 pub use access_log::write_to as write_access_log_to;
-pub use front::{Front, Peer, json_response};
+pub use front::{Front, Peer};
 pub use hot::HotRoutes;
 pub use log_buffer::{LogBuffer, LogFlusher};
 pub use observe::{Metrics, metrics, serve_metrics};
@@ -40,10 +40,6 @@ pub enum ServeError {
     Io(#[from] io::Error),
 }
 
-/// Whether a request came over TLS, for `X-Forwarded-Proto`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tls(pub bool);
-
 /// A router with everything the server does around each request (see [`Front`]).
 pub type App = Front<Router>;
 
@@ -53,7 +49,7 @@ pub type App = Front<Router>;
 pub fn app(service: Arc<AuthService>, settings: &Settings) -> App {
     let gateway = Gateway::new(settings);
     gateway.start_health_checks();
-    let readiness: Arc<dyn api::Readiness> = Arc::new(gateway.clone());
+    let readiness: Arc<dyn crate::http::Readiness> = Arc::new(gateway.clone());
     let router = api::router_reporting(service.clone(), readiness)
         .merge(observe::public_metrics_router(&settings.server))
         .merge(gateway.router(settings, service.clone()));

@@ -4,7 +4,7 @@
 
 use super::{ServeError, ServeOptions, access_log, request_metrics};
 use crate::config::ServerSettings;
-use crate::error::ApiError;
+use crate::http::error::{ApiError, not_allowed};
 use crate::request_id;
 use axum::Router;
 use axum::extract::{ConnectInfo, MatchedPath, Request};
@@ -53,10 +53,7 @@ fn render() -> Response {
 /// `GET /metrics` and nothing else, for the listener of `metrics_bind`.
 fn metrics_router() -> Router {
     Router::new()
-        .route(
-            "/metrics",
-            get(|| async { render() }).fallback(crate::api::not_allowed),
-        )
+        .route("/metrics", get(|| async { render() }).fallback(not_allowed))
         .fallback(|| async { ApiError::NotFound })
 }
 

@@ -2,7 +2,7 @@
 //! handler takes to be protected. [`Authenticated`] never touches the database;
 //! [`CurrentUser`] adds one indexed read.
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::service::AuthService;
 use crate::store::{StoreError, User};
 use crate::token::{Claims, TokenError};

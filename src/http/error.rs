@@ -1,6 +1,6 @@
 //! The one place where errors become HTTP responses, in simplejwt's and DRF's shapes.
 
-use crate::auth::AuthError;
+use crate::http::auth::AuthError;
 use crate::password::PasswordError;
 use crate::service::ServiceError;
 use crate::store::StoreError;
@@ -195,6 +195,11 @@ pub fn unavailable(detail: &str) -> Response {
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
+}
+
+/// A method the route does not serve: 405 with the method named.
+pub async fn not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(method)
 }
 
 fn auth_failed(detail: &str, code: &str) -> Response {

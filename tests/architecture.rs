@@ -1,0 +1,124 @@
+//! The house's arrows, read off the `crate::` paths in `src/` (as rust-analyzer checks its own
+//! invariants): a module uses only modules below it, and the token, password and storage rooms
+//! use nothing of HTTP. ARCHITECTURE.md draws the same picture.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// The top-level modules, top to bottom: each may use only modules of a lower rank, so two of
+/// one rank (`api` and `gateway`) never use each other.
+const RANKS: &[(&str, u8)] = &[
+    ("cli", 7),
+    ("server", 6),
+    ("api", 5),
+    ("gateway", 5),
+    ("http", 4),
+    ("service", 3),
+    ("config", 2),
+    ("password", 1),
+    ("request_id", 1),
+    ("store", 1),
+    ("target", 1),
+    ("token", 1),
+];
+
+fn rank(module: &str) -> Option<u8> {
+    RANKS
+        .iter()
+        .find(|(name, _)| *name == module)
+        .map(|&(_, r)| r)
+}
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The top-level module a file belongs to: `src/server/front.rs` is `server`.
+fn module_of(file: &Path) -> String {
+    let relative = file.strip_prefix(src()).unwrap();
+    let first = relative.components().next().unwrap().as_os_str();
+    first.to_string_lossy().trim_end_matches(".rs").to_owned()
+}
+
+/// The top-level modules named by `crate::` paths in `text`.
+fn used_modules(text: &str) -> BTreeSet<String> {
+    text.match_indices("crate::")
+        .map(|(at, _)| {
+            let rest = &text[at + "crate::".len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            rest[..end].to_owned()
+        })
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+#[test]
+fn modules_use_only_modules_below_them() {
+    let mut wrong = Vec::new();
+    for file in rust_files(&src()) {
+        let module = module_of(&file);
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let own = rank(&module).unwrap_or_else(|| panic!("{module} has no place in RANKS"));
+        let text = std::fs::read_to_string(&file).unwrap();
+        for used in used_modules(&text) {
+            if used == module {
+                continue;
+            }
+            match rank(&used) {
+                Some(r) if r < own => {}
+                _ => wrong.push(format!("{} uses {used}", file.display())),
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "arrows against the house:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn token_password_and_store_use_nothing_of_http() {
+    let mut rooms = rust_files(&src().join("token"));
+    rooms.extend(rust_files(&src().join("store")));
+    rooms.push(src().join("password.rs"));
+    for file in rooms {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for web in ["axum", "hyper", "tower", "crate::http"] {
+            assert!(!text.contains(web), "{} uses {web}", file.display());
+        }
+        let is_token = file.starts_with(src().join("token"));
+        assert!(
+            !(is_token && text.contains("rusqlite")),
+            "{} uses rusqlite",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn the_reader_finds_the_arrows() {
+    let text = "use crate::http::error::ApiError;\nlet x = crate::service::AuthService::new;";
+    let found: Vec<String> = used_modules(text).into_iter().collect();
+    assert_eq!(found, ["http", "service"]);
+    assert_eq!(module_of(&src().join("server").join("front.rs")), "server");
+    assert_eq!(module_of(&src().join("cli.rs")), "cli");
+}
