@@ -191,8 +191,9 @@ impl Hasher {
     pub async fn verify(
         &self,
         password: String,
-        stored: Option<String>,
+        stored: Option<&str>,
     ) -> Result<bool, PasswordError> {
+        let stored = stored.map(str::to_owned);
         self.run(move |memory| match stored {
             Some(stored) => verify_in(&password, &stored, memory),
             None => {
@@ -266,7 +267,7 @@ mod tests {
         let hasher = Hasher::new(1, 1);
         assert!(!hasher.verify("anything".into(), None).await.unwrap());
         let h = hasher.hash("pw".into()).await.unwrap();
-        assert!(hasher.verify("pw".into(), Some(h)).await.unwrap());
+        assert!(hasher.verify("pw".into(), Some(&h)).await.unwrap());
     }
 }
 

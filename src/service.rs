@@ -3,7 +3,9 @@
 
 use crate::config::JwtSettings;
 use crate::password::{self, Hasher, PasswordError};
-use crate::store::{NewUser, Outstanding, Refresh, RefreshOutcome, Store, StoreError, User};
+use crate::store::{
+    NewUser, Outstanding, PasswordHash, Refresh, RefreshOutcome, Store, StoreError, User,
+};
 use crate::token::{self, Claims, SigningKey, TokenCodec, TokenError, TokenType, Validation};
 use rand::RngCore;
 use serde::Serialize;
@@ -117,7 +119,7 @@ impl AuthService {
             return Err(ServiceError::BadCredentials);
         }
         let user = self.store.user_by_name(username).await?;
-        let stored = user.as_ref().map(|u| u.password.clone());
+        let stored = user.as_ref().map(|u| u.password.as_str());
         let matches = self.hasher.verify(password.to_owned(), stored).await?;
         let user = match user {
             Some(user) if matches && user.is_active => user,
@@ -250,7 +252,7 @@ impl AuthService {
         let password_hash = self.hasher.hash(password).await?;
         let user = NewUser {
             username: username.to_owned(),
-            password_hash,
+            password_hash: password_hash.into(),
             is_staff,
             is_superuser,
         };
@@ -258,7 +260,7 @@ impl AuthService {
     }
 
     pub async fn set_password(&self, username: &str, password: String) -> Result<()> {
-        let password_hash = self.hasher.hash(password).await?;
+        let password_hash = PasswordHash::from(self.hasher.hash(password).await?);
         Ok(self.store.set_password(username, &password_hash).await?)
     }
 

@@ -12,8 +12,7 @@ use std::sync::Arc;
 pub struct User {
     pub id: i64,
     pub username: String,
-    /// The password hash (PHC string), never the password.
-    pub password: String,
+    pub password: PasswordHash,
     pub is_active: bool,
     pub is_staff: bool,
     pub is_superuser: bool,
@@ -21,10 +20,39 @@ pub struct User {
     pub last_login: Option<i64>,
 }
 
+/// A password hash (PHC string), never the password. Never printed: `Debug` shows `<hash>`,
+/// so a logged `User` does not hand out what an offline attack needs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for PasswordHash {
+    fn from(hash: String) -> Self {
+        PasswordHash(hash)
+    }
+}
+
+impl From<&str> for PasswordHash {
+    fn from(hash: &str) -> Self {
+        PasswordHash(hash.to_owned())
+    }
+}
+
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hash>")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewUser {
     pub username: String,
-    pub password_hash: String,
+    pub password_hash: PasswordHash,
     pub is_staff: bool,
     pub is_superuser: bool,
 }
@@ -58,6 +86,11 @@ pub enum RefreshOutcome {
     NoActiveUser,
 }
 
+/// The cause of a store failure, kept for the logs. Shared, because the writer answers every
+/// job of a failed batch with the same error.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// Store-neutral: each engine sorts its own errors into these, keeping them as the source.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("a user named {0:?} already exists")]
@@ -67,37 +100,15 @@ pub enum StoreError {
     #[error("unsupported database URL {0:?}: expected sqlite://PATH")]
     UnsupportedUrl(String),
     #[error("database error: {0}")]
-    Database(String),
+    Database(#[source] Cause),
     #[error("database migration failed: {0}")]
-    Migrate(String),
+    Migrate(#[source] Cause),
     #[error("the database writer has stopped")]
     WriterGone,
     /// The file or the disk failing, not the query: full, unwritable, moved or replaced, locked
     /// past the timeout. Passes once its cause (kept here) is gone; nothing was written.
     #[error("the database is unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode::*;
-        match e.sqlite_error_code() {
-            Some(
-                DiskFull
-                | SystemIoFailure
-                | ReadOnly
-                | CannotOpen
-                | PermissionDenied
-                | DatabaseBusy
-                | DatabaseLocked
-                | FileLockingProtocolFailed
-                | NoLargeFileSupport
-                | DatabaseCorrupt
-                | NotADatabase,
-            ) => StoreError::Unavailable(e.to_string()),
-            _ => StoreError::Database(e.to_string()),
-        }
-    }
+    Unavailable(#[source] Cause),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -114,7 +125,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn user_by_name(&self, username: &str) -> Result<Option<User>>;
     async fn user_by_id(&self, id: i64) -> Result<Option<User>>;
     async fn list_users(&self) -> Result<Vec<User>>;
-    async fn set_password(&self, username: &str, password_hash: &str) -> Result<()>;
+    async fn set_password(&self, username: &str, password_hash: &PasswordHash) -> Result<()>;
     async fn set_active(&self, username: &str, active: bool) -> Result<()>;
     async fn delete_user(&self, username: &str) -> Result<()>;
     async fn record_login(&self, user_id: i64, now: i64) -> Result<()>;
@@ -142,5 +153,29 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
         Ok(Arc::new(SqliteStore::open(path).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_users_debug_never_shows_the_hash() {
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
+        let user = User {
+            id: 1,
+            username: "alice".into(),
+            password: hash.into(),
+            is_active: true,
+            is_staff: false,
+            is_superuser: false,
+            date_joined: 0,
+            last_login: None,
+        };
+        let shown = format!("{user:?} {user:#?}");
+        assert!(!shown.contains("argon2id"), "{shown}");
+        assert!(!shown.contains("aGFzaGhhc2hoYXNo"), "{shown}");
+        assert!(shown.contains("alice"), "{shown}");
     }
 }

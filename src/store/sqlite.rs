@@ -13,7 +13,9 @@
 //! (device and inode), so nothing is committed into a file that was deleted or replaced. The
 //! last batch's outcome is kept for [`Store::ping`], which probes with a write while it failed.
 
-use super::{NewUser, Outstanding, Refresh, RefreshOutcome, Result, Store, StoreError, User};
+use super::{
+    NewUser, Outstanding, PasswordHash, Refresh, RefreshOutcome, Result, Store, StoreError, User,
+};
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior};
 use rusqlite_migration::{M, Migrations};
@@ -46,13 +48,56 @@ fn user_from(row: &Row) -> rusqlite::Result<User> {
     Ok(User {
         id: row.get(0)?,
         username: row.get(1)?,
-        password: row.get(2)?,
+        password: PasswordHash::from(row.get::<_, String>(2)?),
         is_active: row.get(3)?,
         is_staff: row.get(4)?,
         is_superuser: row.get(5)?,
         date_joined: row.get(6)?,
         last_login: row.get(7)?,
     })
+}
+
+/// Sorts SQLite's errors: those of the file or the disk make the store unavailable, the rest
+/// are failures of the query. The error is kept as the cause either way.
+fn store_error(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(
+            DiskFull
+            | SystemIoFailure
+            | ReadOnly
+            | CannotOpen
+            | PermissionDenied
+            | DatabaseBusy
+            | DatabaseLocked
+            | FileLockingProtocolFailed
+            | NoLargeFileSupport
+            | DatabaseCorrupt
+            | NotADatabase,
+        ) => StoreError::Unavailable(Arc::new(e)),
+        _ => StoreError::Database(Arc::new(e)),
+    }
+}
+
+/// Why the store is unavailable when SQLite itself did not say.
+#[derive(Debug, thiserror::Error)]
+enum FileFault {
+    #[error("{} is no longer the file opened", .0.display())]
+    Replaced(PathBuf),
+    #[error("{}: {error}", .path.display())]
+    Gone {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("the last write failed")]
+    LastWriteFailed,
+}
+
+impl From<FileFault> for StoreError {
+    fn from(fault: FileFault) -> Self {
+        StoreError::Unavailable(Arc::new(fault))
+    }
 }
 
 /// A file's identity: device and inode.
@@ -92,11 +137,7 @@ impl Files {
         for (path, opened) in &self.opened {
             match FileId::of(path) {
                 Ok(id) if id == *opened => {}
-                Ok(_) => {
-                    let shown = path.display();
-                    let cause = format!("{shown} is no longer the file opened");
-                    return Err(StoreError::Unavailable(cause));
-                }
+                Ok(_) => return Err(FileFault::Replaced(path.clone()).into()),
                 Err(e) => return Err(gone(path, e)),
             }
         }
@@ -109,8 +150,9 @@ fn identified(path: PathBuf) -> Result<(PathBuf, FileId)> {
     Ok((path, id))
 }
 
-fn gone(path: &Path, e: std::io::Error) -> StoreError {
-    StoreError::Unavailable(format!("{}: {e}", path.display()))
+fn gone(path: &Path, error: std::io::Error) -> StoreError {
+    let path = path.to_owned();
+    FileFault::Gone { path, error }.into()
 }
 
 #[derive(Debug)]
@@ -135,13 +177,13 @@ impl SqliteStore {
             Ok::<_, StoreError>((conn, files))
         })
         .await
-        .map_err(|e| StoreError::Database(e.to_string()))??;
+        .map_err(|e| StoreError::Database(Arc::new(e)))??;
         let (writer, jobs) = mpsc::channel();
         let writer_files = files.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || write_loop(conn, jobs, &writer_files))
-            .map_err(|e| StoreError::Database(e.to_string()))?;
+            .map_err(|e| StoreError::Database(Arc::new(e)))?;
         static IDS: AtomicU64 = AtomicU64::new(0);
         Ok(SqliteStore {
             id: IDS.fetch_add(1, Ordering::Relaxed),
@@ -161,14 +203,14 @@ impl SqliteStore {
             let index = match readers.iter().position(|(id, _)| *id == self.id) {
                 Some(i) => i,
                 None => {
-                    let conn = open_reader(&self.path)?;
+                    let conn = open_reader(&self.path).map_err(store_error)?;
                     // The path may name another file by now.
                     self.files.check()?;
                     readers.push((self.id, conn));
                     readers.len() - 1
                 }
             };
-            Ok(f(&readers[index].1)?)
+            f(&readers[index].1).map_err(store_error)
         })
     }
 
@@ -211,15 +253,20 @@ impl SqliteStore {
 }
 
 fn open_writer(path: &Path) -> Result<Connection> {
-    let mut conn = Connection::open(path)?;
+    let mut conn = configured_writer(path).map_err(store_error)?;
+    MIGRATIONS
+        .to_latest(&mut conn)
+        .map_err(|e| StoreError::Migrate(Arc::new(e)))?;
+    Ok(conn)
+}
+
+fn configured_writer(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: every commit is on disk before anyone hears of it, so a 200 survives a crash.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
-    MIGRATIONS
-        .to_latest(&mut conn)
-        .map_err(|e| StoreError::Migrate(e.to_string()))?;
     Ok(conn)
 }
 
@@ -320,13 +367,14 @@ fn release_snapshot(conn: &Connection) {
 }
 
 fn commit(conn: &mut Connection, batch: &mut [Box<dyn Job>], files: &Files) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(store_error)?;
     for job in batch.iter_mut() {
-        job.apply(&tx)?;
+        job.apply(&tx).map_err(store_error)?;
     }
     files.check()?;
-    tx.commit()?;
-    Ok(())
+    tx.commit().map_err(store_error)
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -376,7 +424,7 @@ impl Store for SqliteStore {
         if self.files.failing.load(Ordering::Relaxed) {
             // One probe at a time, however often readiness is asked.
             let Ok(_probe) = self.probe.try_lock() else {
-                return Err(StoreError::Unavailable("the last write failed".into()));
+                return Err(FileFault::LastWriteFailed.into());
             };
             self.check_writable().await?;
         }
@@ -405,7 +453,7 @@ impl Store for SqliteStore {
                 );
                 let params = (
                     &user.username,
-                    &user.password_hash,
+                    user.password_hash.as_str(),
                     user.is_staff,
                     user.is_superuser,
                     now,
@@ -445,9 +493,9 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn set_password(&self, username: &str, password_hash: &str) -> Result<()> {
+    async fn set_password(&self, username: &str, password_hash: &PasswordHash) -> Result<()> {
         let sql = "UPDATE users SET password = ? WHERE username = ?";
-        self.change_user(sql, username, Some(password_hash.to_owned()))
+        self.change_user(sql, username, Some(password_hash.as_str().to_owned()))
             .await
     }
 
@@ -548,5 +596,43 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// SQLite's own error stays reachable as the source, the message as it was.
+    #[tokio::test]
+    async fn a_file_that_cannot_be_opened_is_unavailable_with_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing").join("db.sqlite3");
+        let error = SqliteStore::open(path.to_str().unwrap()).await.unwrap_err();
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+        let source = error.source().expect("the cause is kept");
+        assert!(
+            source
+                .to_string()
+                .starts_with("unable to open database file")
+        );
+        let shown = error.to_string();
+        assert_eq!(shown, format!("the database is unavailable: {source}"));
+    }
+
+    /// Every job of a failed batch gets the error with its cause.
+    #[tokio::test]
+    async fn a_failed_batch_answers_each_write_with_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        std::fs::rename(&path, dir.path().join("moved.sqlite3")).unwrap();
+        let (a, b) = tokio::join!(store.check_writable(), store.check_writable());
+        for error in [a.unwrap_err(), b.unwrap_err()] {
+            assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+            let source = error.source().expect("the cause is kept");
+            assert!(source.to_string().contains("db.sqlite3"), "{source}");
+        }
     }
 }
