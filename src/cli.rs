@@ -185,7 +185,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::FlushExpiredTokens => {
             let store = open_store(&cli.database).await?;
-            let deleted = store.flush_expired(crate::token::now()).await?;
+            let service = AuthService::new(settings.jwt, store).await?;
+            let deleted = service.flush_expired().await?;
             println!("deleted {deleted} expired tokens");
         }
     }
@@ -282,7 +283,6 @@ async fn check_serve(settings: &Settings, url: &str) -> Result<(), CliError> {
 }
 
 async fn user_command(service: &AuthService, command: UserCommand) -> Result<(), CliError> {
-    let store = service.store();
     match command {
         UserCommand::Create {
             name,
@@ -301,7 +301,7 @@ async fn user_command(service: &AuthService, command: UserCommand) -> Result<(),
             name,
             password_stdin,
         } => {
-            if store.user_by_name(&name).await?.is_none() {
+            if service.user_by_name(&name).await?.is_none() {
                 return Err(StoreError::UnknownUser(name).into());
             }
             let password = read_password(password_stdin)?;
@@ -309,20 +309,20 @@ async fn user_command(service: &AuthService, command: UserCommand) -> Result<(),
             println!("password set for {name}");
         }
         UserCommand::Activate { name } => {
-            store.set_active(&name, true).await?;
+            service.set_active(&name, true).await?;
             println!("activated {name}");
         }
         UserCommand::Deactivate { name } => {
-            store.set_active(&name, false).await?;
+            service.set_active(&name, false).await?;
             println!("deactivated {name}");
         }
         UserCommand::Delete { name } => {
-            store.delete_user(&name).await?;
+            service.delete_user(&name).await?;
             println!("deleted {name}");
         }
         UserCommand::List => {
             println!("id\tusername\tactive\tstaff\tsuperuser\tdate_joined\tlast_login");
-            for u in store.list_users().await? {
+            for u in service.list_users().await? {
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     u.id,

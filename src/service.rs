@@ -1,5 +1,7 @@
 //! The token service: logging in, refreshing with rotation, verifying and blacklisting, as
-//! simplejwt's serializers do, over a [`Store`] and a [`TokenCodec`]. No HTTP here.
+//! simplejwt's serializers do, and authenticating a Bearer header as its `JWTAuthentication`
+//! does, over a [`Store`] and a [`TokenCodec`]. The one door to both: the server, the gateway and
+//! the CLI reach the database only through it. No HTTP here (the extractors are in `http::auth`).
 
 use crate::config::JwtSettings;
 use crate::password::{self, Hasher, PasswordError};
@@ -29,6 +31,79 @@ pub enum ServiceError {
 }
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// Why a request was not authenticated; each has simplejwt's body (see `http/error.rs`).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("Authentication credentials were not provided.")]
+    NotProvided,
+    #[error("Authorization header must contain two space-delimited values")]
+    BadHeader,
+    #[error("Given token not valid for any token type")]
+    InvalidToken(TokenError),
+    #[error("Token contained no recognizable user identification")]
+    NoUserId,
+    #[error("User not found")]
+    UserNotFound,
+    #[error("User is inactive")]
+    UserInactive,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A valid access token naming a user, as [`AuthService::authenticate_header`] finds it; the
+/// user is not loaded. An extractor too (`http::auth`).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The user id claim as the token carries it (forward-auth passes it on as is).
+    pub user_id: String,
+    pub claims: Claims,
+}
+
+/// A user's primary key, as a token names it in its user id claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserId(pub i64);
+
+impl UserId {
+    /// The one reading of a token's user id claim: `None` when the claim is absent or empty, an
+    /// error when it is not a primary key (each caller decides what that means).
+    pub fn from_claim(claim: Option<&str>) -> Result<Option<UserId>, std::num::ParseIntError> {
+        match claim.filter(|id| !id.is_empty()) {
+            None => Ok(None),
+            Some(id) => id.parse().map(|id| Some(UserId(id))),
+        }
+    }
+}
+
+/// Finds the token in an `Authorization` header: `<type> <token>`, where type is one of
+/// `types` (case-sensitive) and runs of whitespace count as one.
+pub fn bearer_token<'h>(header: Option<&'h [u8]>, types: &[String]) -> Result<&'h [u8], AuthError> {
+    let header = header.unwrap_or_default();
+    // The usual shape, `<type> <token>` with one space, in one branch-free pass over the token.
+    for kind in types {
+        if let Some(token) = header
+            .strip_prefix(kind.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b" "))
+            && !token.is_empty()
+            && !token
+                .iter()
+                .fold(false, |space, b| space | b.is_ascii_whitespace())
+        {
+            return Ok(token);
+        }
+    }
+    let mut parts = header
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|p| !p.is_empty());
+    match parts.next() {
+        Some(kind) if types.iter().any(|t| t.as_bytes() == kind) => {}
+        _ => return Err(AuthError::NotProvided),
+    }
+    match (parts.next(), parts.next()) {
+        (Some(token), None) => Ok(token),
+        _ => Err(AuthError::BadHeader),
+    }
+}
 
 /// The reply to a login: refresh first, as simplejwt writes it.
 #[derive(Debug, Clone, Serialize)]
@@ -101,6 +176,9 @@ impl AuthService {
         &self.codec
     }
 
+    /// The store itself, for tests that set up or inspect the database directly; the server,
+    /// the gateway and the CLI use the methods below.
+    #[doc(hidden)]
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
@@ -140,7 +218,7 @@ impl AuthService {
         };
         let refresh_token = self.codec.encode(&refresh);
         self.store
-            .outstand(&outstanding(&refresh, Some(user.id)))
+            .outstand(&outstanding(&refresh, Some(UserId(user.id))))
             .await?;
         if self.settings.update_last_login {
             self.store.record_login(user.id, now).await?;
@@ -159,13 +237,8 @@ impl AuthService {
         let claims = self
             .codec
             .validate(refresh_token, Some(TokenType::Refresh), now)?;
-        let user_id = match claims.user_id.as_deref().filter(|id| !id.is_empty()) {
-            None => None,
-            Some(id) => Some(
-                id.parse()
-                    .map_err(|_| ServiceError::NoActiveAccountForToken)?,
-            ),
-        };
+        let user_id = UserId::from_claim(claims.user_id.as_deref())
+            .map_err(|_| ServiceError::NoActiveAccountForToken)?;
         let access = self.codec.encode(&self.access_for(&claims, now));
         let rotate = self.settings.rotate_refresh_tokens;
         let rotated = rotate.then(|| Claims {
@@ -184,7 +257,7 @@ impl AuthService {
                 Refresh {
                     old,
                     blacklist_old,
-                    user_id,
+                    user_id: user_id.map(|id| id.0),
                     new,
                 },
                 now,
@@ -225,7 +298,8 @@ impl AuthService {
         let claims = self
             .codec
             .validate(refresh_token, Some(TokenType::Refresh), now)?;
-        let user_id = claims.user_id.as_deref().and_then(|id| id.parse().ok());
+        // An unreadable user id does not stop a blacklisting: the token is recorded without one.
+        let user_id = UserId::from_claim(claims.user_id.as_deref()).ok().flatten();
         let token = outstanding(&claims, user_id);
         if self.store.blacklist(&token, now).await? {
             metrics::counter!("handstamp_tokens_blacklisted_total").increment(1);
@@ -239,6 +313,58 @@ impl AuthService {
     pub fn authenticate(&self, access_token: &str) -> Result<Claims, TokenError> {
         self.codec
             .validate(access_token, Some(TokenType::Access), token::now())
+    }
+
+    /// Authenticates an `Authorization` header value without touching the database.
+    pub fn authenticate_header(&self, header: Option<&[u8]>) -> Result<Authenticated, AuthError> {
+        let token = bearer_token(header, &self.settings.auth_header_types)?;
+        let token =
+            std::str::from_utf8(token).map_err(|_| AuthError::InvalidToken(TokenError::Invalid))?;
+        let claims = self.authenticate(token).map_err(AuthError::InvalidToken)?;
+        let user_id = claims.user_id.clone().ok_or(AuthError::NoUserId)?;
+        Ok(Authenticated { user_id, claims })
+    }
+
+    /// Loads the user an authenticated token names, by primary key, who must be active.
+    pub async fn load_user(&self, auth: &Authenticated) -> Result<User, AuthError> {
+        let id = UserId::from_claim(Some(&auth.user_id)).ok().flatten();
+        let id = id.ok_or(AuthError::UserNotFound)?;
+        let user = self
+            .store
+            .user_by_id(id.0)
+            .await?
+            .ok_or(AuthError::UserNotFound)?;
+        if !user.is_active {
+            return Err(AuthError::UserInactive);
+        }
+        Ok(user)
+    }
+
+    /// Whether the database answers and takes writes (`/readyz`; see [`Store::ping`]).
+    pub async fn ping(&self) -> Result<()> {
+        Ok(self.store.ping().await?)
+    }
+
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<User>> {
+        Ok(self.store.user_by_name(username).await?)
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        Ok(self.store.list_users().await?)
+    }
+
+    /// Lets a user log in and refresh again, or stops them.
+    pub async fn set_active(&self, username: &str, active: bool) -> Result<()> {
+        Ok(self.store.set_active(username, active).await?)
+    }
+
+    pub async fn delete_user(&self, username: &str) -> Result<()> {
+        Ok(self.store.delete_user(username).await?)
+    }
+
+    /// Deletes refresh tokens past their expiry, with their blacklist entries; returns how many.
+    pub async fn flush_expired(&self) -> Result<u64> {
+        Ok(self.store.flush_expired(token::now()).await?)
     }
 
     /// Creates a user with an Argon2id hash of `password`.
@@ -284,11 +410,64 @@ impl AuthService {
     }
 }
 
-fn outstanding(claims: &Claims, user_id: Option<i64>) -> Outstanding {
+fn outstanding(claims: &Claims, user_id: Option<UserId>) -> Outstanding {
     Outstanding {
         jti: claims.jti.clone().unwrap_or_default(),
-        user_id,
+        user_id: user_id.map(|id| id.0),
         created_at: claims.iat,
         expires_at: claims.exp.unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(header: &str) -> Result<&[u8], AuthError> {
+        bearer_token(Some(header.as_bytes()), &["Bearer".to_string()])
+    }
+
+    #[test]
+    fn the_user_id_claim_is_read_one_way() {
+        assert_eq!(UserId::from_claim(None), Ok(None));
+        assert_eq!(UserId::from_claim(Some("")), Ok(None));
+        assert_eq!(UserId::from_claim(Some("42")), Ok(Some(UserId(42))));
+        for bad in ["abc", " 42", "4.2", "99999999999999999999"] {
+            assert!(UserId::from_claim(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn header_rules_follow_simplejwt() {
+        assert_eq!(parse("Bearer abc").unwrap(), b"abc");
+        assert_eq!(parse("Bearer   abc").unwrap(), b"abc");
+        assert_eq!(parse(" Bearer\tabc \r\n").unwrap(), b"abc");
+        assert_eq!(parse("Bearer abc ").unwrap(), b"abc");
+        for other in [
+            "",
+            "   ",
+            "Token abc",
+            "bearer abc",
+            "Basic abc",
+            "Bearerabc",
+        ] {
+            assert!(
+                matches!(parse(other), Err(AuthError::NotProvided)),
+                "{other:?}"
+            );
+        }
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer a\tb",
+            "Bearer  a  b  c",
+        ] {
+            assert!(matches!(parse(bad), Err(AuthError::BadHeader)), "{bad:?}");
+        }
+        assert!(matches!(
+            bearer_token(None, &["Bearer".to_string()]),
+            Err(AuthError::NotProvided)
+        ));
     }
 }

@@ -1050,3 +1050,57 @@ async fn hot_and_routed_answers_match(check_user: bool) {
         );
     }
 }
+
+/// A user id claim that names no primary key (signed by us, so only its reading is tested): the
+/// user checks find no user, a refresh no active account, a blacklisting goes through, and the
+/// stateless forward-auth passes the claim on as it is.
+#[tokio::test]
+async fn user_id_claims_that_are_not_primary_keys() {
+    let s = TestServer::start().await;
+    let stateless = TestServer::start_with(|c| c.server.check_user = false).await;
+    let t = now();
+    let token = |kind: &str, id: &str, jti: char| {
+        hs256(
+            json!({"token_type": kind, "exp": t + 60, "iat": t, "jti": jti.to_string().repeat(32), "user_id": id}),
+        )
+    };
+    let not_found = json!({"detail": "User not found", "code": "user_not_found"});
+    for (id, jti) in [("abc", 'a'), ("", 'b')] {
+        let access = token("access", id, jti);
+        let r = s.get_bearer("/api/users/me/", &access).await;
+        assert_eq!(reply(r).await, (401, not_found.clone()), "{id:?}");
+        let r = s.get_bearer("/api/auth/check", &access).await;
+        assert_eq!(reply(r).await, (401, not_found.clone()), "{id:?}");
+        let r = stateless.get_bearer("/api/auth/check", &access).await;
+        assert_eq!(reply(r).await, (200, json!({"user_id": id})), "{id:?}");
+    }
+    // Unreadable: no active account. Empty: no user to check, as simplejwt's blacklist app
+    // records a token without one.
+    let r = s
+        .post(
+            "/api/token/refresh/",
+            json!({"refresh": token("refresh", "abc", 'c')}),
+        )
+        .await;
+    let no_account = json!({"detail": "No active account found for the given token."});
+    assert_eq!(reply(r).await, (401, no_account));
+    let r = s
+        .post(
+            "/api/token/refresh/",
+            json!({"refresh": token("refresh", "", 'd')}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    for (id, jti) in [("abc", 'e'), ("", 'f')] {
+        let refresh = token("refresh", id, jti);
+        let r = s
+            .post("/api/token/blacklist/", json!({"refresh": refresh}))
+            .await;
+        assert_eq!(r.status(), 200, "{id:?}");
+        let r = s
+            .post("/api/token/verify/", json!({"token": refresh}))
+            .await;
+        let blacklisted = json!({"non_field_errors": ["Token is blacklisted"]});
+        assert_eq!(reply(r).await, (400, blacklisted), "{id:?}");
+    }
+}

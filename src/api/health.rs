@@ -30,7 +30,7 @@ pub async fn readyz(
     others: Option<Extension<Arc<dyn Readiness>>>,
 ) -> (StatusCode, Json<Status>) {
     let unhealthy = others.map(|Extension(o)| o.unhealthy()).unwrap_or_default();
-    match service.store().ping().await {
+    match service.ping().await {
         Ok(()) => (
             StatusCode::OK,
             Json(Status {
