@@ -137,3 +137,43 @@ fn url_prefix(setting: &str, prefix: String) -> Result<String, ConfigError> {
         Err(e) => Err(invalid(setting, format!("{prefix:?}: {e}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::from_toml;
+
+    #[test]
+    fn prefixes_must_be_normalized() {
+        let prefixes = |table: &str, prefix: &str| {
+            let extra = if table == "upstream" {
+                "backends = [\"http://127.0.0.1:1\"]\n"
+            } else {
+                "dir = \".\"\n"
+            };
+            from_toml(&format!("[[{table}]]\nprefix = {prefix:?}\n{extra}"))
+        };
+        for table in ["static", "upstream"] {
+            let s = prefixes(table, "/a-b_c.d~1/e").unwrap();
+            let prefix = match table {
+                "static" => &s.statics[0].prefix,
+                _ => &s.upstreams[0].prefix,
+            };
+            assert_eq!(prefix, "/a-b_c.d~1/e/");
+            for (prefix, says) in [
+                ("/app/../admin/", "write it as \"/admin/\""),
+                ("//app/", "write it as \"/app/\""),
+                ("/./app", "write it as \"/app/\""),
+                ("/%61pp/", "write it as \"/app/\""),
+                ("/a%2fb/", "encoded '/'"),
+                ("/a;b/", "';'"),
+                ("/a@b/", "use only letters"),
+                ("/caf\u{e9}/", "use only letters"),
+                ("/a%3Fb/", "use only letters"),
+            ] {
+                let err = prefixes(table, prefix).unwrap_err().to_string();
+                assert!(err.contains(&format!("`{table}.prefix`")), "{err}");
+                assert!(err.contains(says), "{prefix}: {err}");
+            }
+        }
+    }
+}

@@ -140,3 +140,37 @@ impl JwtTable {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::from_toml;
+    use super::*;
+
+    #[test]
+    fn file_settings_are_read_and_bad_ones_named() {
+        let s =
+            from_toml("[jwt]\naccess_token_lifetime = \"10m\"\nalgorithm = \"HS512\"\n").unwrap();
+        assert_eq!(s.jwt.access_token_lifetime.as_secs(), 600);
+        assert_eq!(s.jwt.algorithm, Algorithm::HS512);
+
+        let err = from_toml("[jwt]\nalgorithm = \"none\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`algorithm`"), "{err}");
+        let err = from_toml("[jwt]\nsigning_key = \"short\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`signing_key`") && err.contains("32 bytes"),
+            "{err}"
+        );
+        let err = from_toml("[jwt]\nrefresh_token_lifetime = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`refresh_token_lifetime`"), "{err}");
+        let err = from_toml("[jwt]\nacess_token_lifetime = \"5m\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("acess_token_lifetime"), "{err}");
+    }
+}

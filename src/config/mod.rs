@@ -388,7 +388,7 @@ mod tests {
     use super::*;
     use crate::token::{Algorithm, ClaimNames};
 
-    fn from_toml(text: &str) -> Result<Settings, ConfigError> {
+    pub(super) fn from_toml(text: &str) -> Result<Settings, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("handstamp.toml");
         std::fs::write(&path, text).unwrap();
@@ -417,34 +417,6 @@ mod tests {
             assert_eq!(parse_duration("leeway", text).unwrap().as_secs(), secs);
         }
         assert!(parse_duration("leeway", "soon").is_err());
-    }
-
-    #[test]
-    fn file_settings_are_read_and_bad_ones_named() {
-        let s =
-            from_toml("[jwt]\naccess_token_lifetime = \"10m\"\nalgorithm = \"HS512\"\n").unwrap();
-        assert_eq!(s.jwt.access_token_lifetime.as_secs(), 600);
-        assert_eq!(s.jwt.algorithm, Algorithm::HS512);
-
-        let err = from_toml("[jwt]\nalgorithm = \"none\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("`algorithm`"), "{err}");
-        let err = from_toml("[jwt]\nsigning_key = \"short\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("`signing_key`") && err.contains("32 bytes"),
-            "{err}"
-        );
-        let err = from_toml("[jwt]\nrefresh_token_lifetime = \"0s\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("`refresh_token_lifetime`"), "{err}");
-        let err = from_toml("[jwt]\nacess_token_lifetime = \"5m\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("acess_token_lifetime"), "{err}");
     }
 
     /// Settings from the environment `vars` alone.
@@ -544,90 +516,6 @@ mod tests {
         )];
         let err = Settings::load_with(None, vars).unwrap_err().to_string();
         assert!(err.contains("`issuer`") && err.contains("UTF-8"), "{err}");
-    }
-
-    #[test]
-    fn token_body_limit_and_password_queue_are_read_and_checked() {
-        let s = from_toml("[server]\ntoken_max_body = \"4KiB\"\npassword_queue = 8\n").unwrap();
-        assert_eq!(
-            (s.server.token_max_body, s.server.password_queue),
-            (4096, 8)
-        );
-        for (line, setting) in [
-            ("token_max_body = \"lots\"", "`token_max_body`"),
-            ("password_queue = 0", "`password_queue`"),
-            ("password_queue = \"many\"", "`password_queue`"),
-        ] {
-            let err = from_toml(&format!("[server]\n{line}\n"))
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains(setting), "{line}: {err}");
-        }
-    }
-
-    #[test]
-    fn prefixes_must_be_normalized() {
-        let prefixes = |table: &str, prefix: &str| {
-            let extra = if table == "upstream" {
-                "backends = [\"http://127.0.0.1:1\"]\n"
-            } else {
-                "dir = \".\"\n"
-            };
-            from_toml(&format!("[[{table}]]\nprefix = {prefix:?}\n{extra}"))
-        };
-        for table in ["static", "upstream"] {
-            let s = prefixes(table, "/a-b_c.d~1/e").unwrap();
-            let prefix = match table {
-                "static" => &s.statics[0].prefix,
-                _ => &s.upstreams[0].prefix,
-            };
-            assert_eq!(prefix, "/a-b_c.d~1/e/");
-            for (prefix, says) in [
-                ("/app/../admin/", "write it as \"/admin/\""),
-                ("//app/", "write it as \"/app/\""),
-                ("/./app", "write it as \"/app/\""),
-                ("/%61pp/", "write it as \"/app/\""),
-                ("/a%2fb/", "encoded '/'"),
-                ("/a;b/", "';'"),
-                ("/a@b/", "use only letters"),
-                ("/caf\u{e9}/", "use only letters"),
-                ("/a%3Fb/", "use only letters"),
-            ] {
-                let err = prefixes(table, prefix).unwrap_err().to_string();
-                assert!(err.contains(&format!("`{table}.prefix`")), "{err}");
-                assert!(err.contains(says), "{prefix}: {err}");
-            }
-        }
-    }
-
-    #[test]
-    fn connection_timeouts_default_as_nginx_and_are_checked() {
-        let s = Settings::default();
-        assert_eq!(s.server.keepalive_timeout, Duration::from_secs(75));
-        assert_eq!(s.server.send_timeout, Duration::from_secs(60));
-        let s = from_toml("[server]\nkeepalive_timeout = \"5s\"\nsend_timeout = 7\n").unwrap();
-        assert_eq!(s.server.keepalive_timeout, Duration::from_secs(5));
-        assert_eq!(s.server.send_timeout, Duration::from_secs(7));
-        for setting in ["keepalive_timeout", "send_timeout"] {
-            let err = from_toml(&format!("[server]\n{setting} = \"0s\"\n"))
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains(&format!("`{setting}`")), "{err}");
-        }
-    }
-
-    #[test]
-    fn check_user_is_a_server_setting() {
-        assert!(
-            !from_toml("[server]\ncheck_user = false\n")
-                .unwrap()
-                .server
-                .check_user
-        );
-        let err = from_toml("[jwt]\ncheck_user = false\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("check_user"), "{err}");
     }
 
     #[test]

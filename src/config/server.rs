@@ -159,3 +159,59 @@ impl ServerTable {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::from_toml;
+    use super::*;
+    use crate::config::Settings;
+
+    #[test]
+    fn token_body_limit_and_password_queue_are_read_and_checked() {
+        let s = from_toml("[server]\ntoken_max_body = \"4KiB\"\npassword_queue = 8\n").unwrap();
+        assert_eq!(
+            (s.server.token_max_body, s.server.password_queue),
+            (4096, 8)
+        );
+        for (line, setting) in [
+            ("token_max_body = \"lots\"", "`token_max_body`"),
+            ("password_queue = 0", "`password_queue`"),
+            ("password_queue = \"many\"", "`password_queue`"),
+        ] {
+            let err = from_toml(&format!("[server]\n{line}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(setting), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn connection_timeouts_default_as_nginx_and_are_checked() {
+        let s = Settings::default();
+        assert_eq!(s.server.keepalive_timeout, Duration::from_secs(75));
+        assert_eq!(s.server.send_timeout, Duration::from_secs(60));
+        let s = from_toml("[server]\nkeepalive_timeout = \"5s\"\nsend_timeout = 7\n").unwrap();
+        assert_eq!(s.server.keepalive_timeout, Duration::from_secs(5));
+        assert_eq!(s.server.send_timeout, Duration::from_secs(7));
+        for setting in ["keepalive_timeout", "send_timeout"] {
+            let err = from_toml(&format!("[server]\n{setting} = \"0s\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("`{setting}`")), "{err}");
+        }
+    }
+
+    #[test]
+    fn check_user_is_a_server_setting() {
+        assert!(
+            !from_toml("[server]\ncheck_user = false\n")
+                .unwrap()
+                .server
+                .check_user
+        );
+        let err = from_toml("[jwt]\ncheck_user = false\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("check_user"), "{err}");
+    }
+}
