@@ -1,0 +1,176 @@
+//! The `[jwt]` table: simplejwt's settings, names and defaults.
+
+use super::{ConfigError, Secret, invalid, list, opt_text, parsed, positive_duration, text};
+use crate::token::{Algorithm, ClaimNames};
+use serde::{Deserialize, Deserializer, de};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub access_token_lifetime: Duration,
+    pub refresh_token_lifetime: Duration,
+    pub rotate_refresh_tokens: bool,
+    pub blacklist_after_rotation: bool,
+    pub update_last_login: bool,
+    pub algorithm: Algorithm,
+    /// None: a secret generated once and kept in the database.
+    pub signing_key: Option<Secret>,
+    pub audience: Option<String>,
+    pub issuer: Option<String>,
+    pub leeway: Duration,
+    pub auth_header_types: Vec<String>,
+    pub claims: ClaimNames,
+}
+
+/// The table as written: every key once, with its parser; its defaults below.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct JwtTable {
+    #[serde(deserialize_with = "positive_duration")]
+    access_token_lifetime: Duration,
+    #[serde(deserialize_with = "positive_duration")]
+    refresh_token_lifetime: Duration,
+    rotate_refresh_tokens: bool,
+    blacklist_after_rotation: bool,
+    update_last_login: bool,
+    #[serde(deserialize_with = "parsed")]
+    algorithm: Algorithm,
+    signing_key: Option<Secret>,
+    /// simplejwt's key for asymmetric algorithms: refused, HMAC signs and verifies with one key.
+    #[serde(deserialize_with = "opt_text")]
+    verifying_key: Option<String>,
+    #[serde(deserialize_with = "opt_text")]
+    audience: Option<String>,
+    #[serde(deserialize_with = "opt_text")]
+    issuer: Option<String>,
+    #[serde(deserialize_with = "super::duration")]
+    leeway: Duration,
+    #[serde(deserialize_with = "list")]
+    auth_header_types: Vec<String>,
+    #[serde(deserialize_with = "claim_name")]
+    user_id_claim: String,
+    #[serde(deserialize_with = "claim_name")]
+    token_type_claim: String,
+    #[serde(deserialize_with = "claim_name")]
+    jti_claim: String,
+}
+
+impl Default for JwtTable {
+    fn default() -> Self {
+        JwtTable {
+            access_token_lifetime: Duration::from_secs(5 * 60),
+            refresh_token_lifetime: Duration::from_secs(24 * 60 * 60),
+            rotate_refresh_tokens: true,
+            blacklist_after_rotation: true,
+            update_last_login: false,
+            algorithm: Algorithm::HS256,
+            signing_key: None,
+            verifying_key: None,
+            audience: None,
+            issuer: None,
+            leeway: Duration::ZERO,
+            auth_header_types: vec!["Bearer".into()],
+            user_id_claim: "user_id".into(),
+            token_type_claim: "token_type".into(),
+            jti_claim: "jti".into(),
+        }
+    }
+}
+
+fn claim_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = text(d)?;
+    if name.trim().is_empty() {
+        return Err(de::Error::custom("must not be empty"));
+    }
+    Ok(name)
+}
+
+impl JwtTable {
+    /// The checks across keys: the key's length for the algorithm, the header words.
+    pub(super) fn check(self) -> Result<JwtSettings, ConfigError> {
+        let algorithm = self.algorithm;
+        if let Some(Secret(key)) = &self.signing_key
+            && key.len() < algorithm.min_key_len()
+        {
+            return Err(invalid(
+                "signing_key",
+                format!(
+                    "{algorithm} needs a key of at least {} bytes; this one has {}",
+                    algorithm.min_key_len(),
+                    key.len()
+                ),
+            ));
+        }
+        if self.verifying_key.is_some() {
+            return Err(invalid(
+                "verifying_key",
+                format!(
+                    "{algorithm} signs and verifies with signing_key; leave verifying_key unset"
+                ),
+            ));
+        }
+        if self.auth_header_types.is_empty()
+            || self
+                .auth_header_types
+                .iter()
+                .any(|t| t.is_empty() || t.contains(char::is_whitespace))
+        {
+            return Err(invalid(
+                "auth_header_types",
+                "must list one or more words, such as [\"Bearer\"]",
+            ));
+        }
+        Ok(JwtSettings {
+            access_token_lifetime: self.access_token_lifetime,
+            refresh_token_lifetime: self.refresh_token_lifetime,
+            rotate_refresh_tokens: self.rotate_refresh_tokens,
+            blacklist_after_rotation: self.blacklist_after_rotation,
+            update_last_login: self.update_last_login,
+            algorithm,
+            signing_key: self.signing_key,
+            audience: self.audience,
+            issuer: self.issuer,
+            leeway: self.leeway,
+            auth_header_types: self.auth_header_types,
+            claims: ClaimNames {
+                token_type: self.token_type_claim,
+                user_id: self.user_id_claim,
+                jti: self.jti_claim,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::from_toml;
+    use super::*;
+
+    #[test]
+    fn file_settings_are_read_and_bad_ones_named() {
+        let s =
+            from_toml("[jwt]\naccess_token_lifetime = \"10m\"\nalgorithm = \"HS512\"\n").unwrap();
+        assert_eq!(s.jwt.access_token_lifetime.as_secs(), 600);
+        assert_eq!(s.jwt.algorithm, Algorithm::HS512);
+
+        let err = from_toml("[jwt]\nalgorithm = \"none\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`algorithm`"), "{err}");
+        let err = from_toml("[jwt]\nsigning_key = \"short\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`signing_key`") && err.contains("32 bytes"),
+            "{err}"
+        );
+        let err = from_toml("[jwt]\nrefresh_token_lifetime = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`refresh_token_lifetime`"), "{err}");
+        let err = from_toml("[jwt]\nacess_token_lifetime = \"5m\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("acess_token_lifetime"), "{err}");
+    }
+}

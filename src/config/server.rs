@@ -1,0 +1,217 @@
+//! The `[server]` table: listeners, limits and timeouts.
+
+use super::{
+    ConfigError, choice, count, duration, invalid, list, opt_text, positive_duration, size,
+};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub bind: Vec<String>,
+    /// Certificate chain and key (PEM); with them every listener speaks HTTPS.
+    pub tls: Option<TlsFiles>,
+    pub shutdown_grace: Duration,
+    pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
+    /// An idle connection (no request in flight) is closed after this.
+    pub keepalive_timeout: Duration,
+    /// A client whose reading makes no progress for this long is cut off.
+    pub send_timeout: Duration,
+    pub max_body: usize,
+    /// The body limit of the token endpoints (`/api/token/...`), at most `max_body`.
+    pub token_max_body: usize,
+    pub max_connections: usize,
+    pub log_format: LogFormat,
+    /// Logins (and other password checks) that may wait for a password thread; past it, 503.
+    pub password_queue: usize,
+    /// Forward-auth and upstreams also load the token's user and refuse a deleted or inactive
+    /// one, as `/api/users/me/` does; false: the token alone, without the database.
+    pub check_user: bool,
+    /// A listener of its own for `GET /metrics` (a management port); unset, the public
+    /// listeners serve it to loopback peers only.
+    pub metrics_bind: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The table as written: every key once, with its parser; its defaults below.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct ServerTable {
+    #[serde(deserialize_with = "list")]
+    bind: Vec<String>,
+    #[serde(deserialize_with = "opt_text")]
+    tls_cert: Option<String>,
+    #[serde(deserialize_with = "opt_text")]
+    tls_key: Option<String>,
+    #[serde(deserialize_with = "duration")]
+    shutdown_grace: Duration,
+    #[serde(deserialize_with = "positive_duration")]
+    request_timeout: Duration,
+    #[serde(deserialize_with = "positive_duration")]
+    header_read_timeout: Duration,
+    #[serde(deserialize_with = "positive_duration")]
+    keepalive_timeout: Duration,
+    #[serde(deserialize_with = "positive_duration")]
+    send_timeout: Duration,
+    #[serde(deserialize_with = "size")]
+    max_body: usize,
+    #[serde(deserialize_with = "count")]
+    max_connections: usize,
+    #[serde(deserialize_with = "choice")]
+    log_format: LogFormat,
+    #[serde(deserialize_with = "size")]
+    token_max_body: usize,
+    #[serde(deserialize_with = "count")]
+    password_queue: usize,
+    check_user: bool,
+    #[serde(deserialize_with = "opt_text")]
+    metrics_bind: Option<String>,
+}
+
+impl Default for ServerTable {
+    fn default() -> Self {
+        ServerTable {
+            bind: vec!["127.0.0.1:8000".into()],
+            tls_cert: None,
+            tls_key: None,
+            shutdown_grace: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            // As nginx's keepalive_timeout and send_timeout.
+            keepalive_timeout: Duration::from_secs(75),
+            send_timeout: Duration::from_secs(60),
+            max_body: 1024 * 1024,
+            max_connections: 10_000,
+            log_format: LogFormat::Text,
+            token_max_body: 16 * 1024,
+            // About 2.5 s of work on 2 cores (one Argon2id verify takes ~18 ms of one core).
+            password_queue: 256,
+            check_user: true,
+            metrics_bind: None,
+        }
+    }
+}
+
+impl ServerTable {
+    /// The checks across keys: the TLS pair, and addresses that must be there.
+    pub(super) fn check(self) -> Result<ServerSettings, ConfigError> {
+        if self.bind.is_empty() {
+            return Err(invalid("bind", "must name at least one address"));
+        }
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "tls_key",
+                    "tls_cert is set, so tls_key must be too",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "tls_cert",
+                    "tls_key is set, so tls_cert must be too",
+                ));
+            }
+        };
+        if self
+            .metrics_bind
+            .as_ref()
+            .is_some_and(|addr| addr.trim().is_empty())
+        {
+            return Err(invalid(
+                "metrics_bind",
+                "must be an address such as \"127.0.0.1:9000\"",
+            ));
+        }
+        Ok(ServerSettings {
+            bind: self.bind,
+            tls,
+            shutdown_grace: self.shutdown_grace,
+            request_timeout: self.request_timeout,
+            header_read_timeout: self.header_read_timeout,
+            keepalive_timeout: self.keepalive_timeout,
+            send_timeout: self.send_timeout,
+            max_body: self.max_body,
+            token_max_body: self.token_max_body,
+            max_connections: self.max_connections,
+            log_format: self.log_format,
+            password_queue: self.password_queue,
+            check_user: self.check_user,
+            metrics_bind: self.metrics_bind,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::from_toml;
+    use super::*;
+    use crate::config::Settings;
+
+    #[test]
+    fn token_body_limit_and_password_queue_are_read_and_checked() {
+        let s = from_toml("[server]\ntoken_max_body = \"4KiB\"\npassword_queue = 8\n").unwrap();
+        assert_eq!(
+            (s.server.token_max_body, s.server.password_queue),
+            (4096, 8)
+        );
+        for (line, setting) in [
+            ("token_max_body = \"lots\"", "`token_max_body`"),
+            ("password_queue = 0", "`password_queue`"),
+            ("password_queue = \"many\"", "`password_queue`"),
+        ] {
+            let err = from_toml(&format!("[server]\n{line}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(setting), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn connection_timeouts_default_as_nginx_and_are_checked() {
+        let s = Settings::default();
+        assert_eq!(s.server.keepalive_timeout, Duration::from_secs(75));
+        assert_eq!(s.server.send_timeout, Duration::from_secs(60));
+        let s = from_toml("[server]\nkeepalive_timeout = \"5s\"\nsend_timeout = 7\n").unwrap();
+        assert_eq!(s.server.keepalive_timeout, Duration::from_secs(5));
+        assert_eq!(s.server.send_timeout, Duration::from_secs(7));
+        for setting in ["keepalive_timeout", "send_timeout"] {
+            let err = from_toml(&format!("[server]\n{setting} = \"0s\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("`{setting}`")), "{err}");
+        }
+    }
+
+    #[test]
+    fn check_user_is_a_server_setting() {
+        assert!(
+            !from_toml("[server]\ncheck_user = false\n")
+                .unwrap()
+                .server
+                .check_user
+        );
+        let err = from_toml("[jwt]\ncheck_user = false\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("check_user"), "{err}");
+    }
+}
