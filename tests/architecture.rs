@@ -122,3 +122,94 @@ fn the_reader_finds_the_arrows() {
     assert_eq!(module_of(&src().join("server").join("front.rs")), "server");
     assert_eq!(module_of(&src().join("cli.rs")), "cli");
 }
+
+/// Error statuses a file outside `src/http/` may still name, and why none of them writes an
+/// error body there.
+const STATUS_ALLOWED: &[(&str, &str, &str)] = &[
+    // Readiness answers `{"status": "unavailable", ...}`, a status report, not an error body.
+    (
+        "api/health.rs",
+        "SERVICE_UNAVAILABLE",
+        "readyz's status body",
+    ),
+    // Matches axum's rejection to choose the `ApiError` that answers it.
+    ("api/body.rs", "PAYLOAD_TOO_LARGE", "reads a rejection"),
+    // Matches `ServeDir`'s answer to choose the `ApiError` that answers it.
+    (
+        "gateway/static_files.rs",
+        "NOT_FOUND",
+        "reads ServeDir's answer",
+    ),
+];
+
+/// The `StatusCode` constant of `status`, spelled as the http crate spells it from its reason
+/// phrase: "Bad Request" is `BAD_REQUEST`, "I'm a teapot" is `IM_A_TEAPOT`.
+fn constant_name(status: axum::http::StatusCode) -> Option<String> {
+    let reason = status.canonical_reason()?;
+    Some(
+        reason
+            .chars()
+            .filter(|&c| c != '\'')
+            .map(|c| match c {
+                ' ' | '-' => '_',
+                c => c.to_ascii_uppercase(),
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn error_bodies_are_written_only_in_http() {
+    let errors: Vec<String> = (400..600)
+        .filter_map(|code| axum::http::StatusCode::from_u16(code).ok())
+        .filter_map(constant_name)
+        .collect();
+    assert!(
+        errors.contains(&"BAD_GATEWAY".to_owned()) && errors.contains(&"IM_A_TEAPOT".to_owned())
+    );
+    let http = src().join("http");
+    let mut wrong = Vec::new();
+    let mut used = BTreeSet::new();
+    for file in rust_files(&src()) {
+        if file.starts_with(&http) {
+            continue;
+        }
+        let relative = file
+            .strip_prefix(src())
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let text = std::fs::read_to_string(&file).unwrap();
+        // A JSON body with a `detail` key, in a raw string, an escaped string or `json!`.
+        for body in [r#""detail""#, r#"\"detail\""#, r#"{"detail"#] {
+            if text.contains(body) {
+                wrong.push(format!("{relative} writes {body}"));
+            }
+        }
+        for (at, _) in text.match_indices("StatusCode::") {
+            let rest = &text[at + "StatusCode::".len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let name = &rest[..end];
+            let allowed = STATUS_ALLOWED
+                .iter()
+                .position(|&(f, n, _)| f == relative && n == name);
+            used.extend(allowed);
+            if (errors.iter().any(|e| e == name) || name == "from_u16") && allowed.is_none() {
+                wrong.push(format!("{relative} answers StatusCode::{name}"));
+            }
+        }
+    }
+    // An entry nothing needs any more is one to remove, not to keep as a hole.
+    for (i, (file, name, why)) in STATUS_ALLOWED.iter().enumerate() {
+        if !used.contains(&i) {
+            wrong.push(format!("{file} no longer names StatusCode::{name} ({why})"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "error responses outside src/http/ (build them through http::error):\n{}",
+        wrong.join("\n")
+    );
+}

@@ -1,21 +1,15 @@
 //! The token endpoints: obtain a pair, refresh, verify, blacklist.
 
 use super::Payload;
+use crate::http::empty_object;
 use crate::http::error::ApiError;
-use crate::http::json_response;
 use crate::service::{AuthService, Refreshed, ServiceError, TokenPair};
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::Response;
 use std::sync::Arc;
 
 type Service = State<Arc<AuthService>>;
-
-/// simplejwt's `{}`, as static bytes: verify answers it on every valid token.
-fn empty() -> Response {
-    json_response(StatusCode::OK, "{}", 0)
-}
 
 pub async fn obtain(
     State(service): Service,
@@ -40,7 +34,7 @@ pub async fn verify(State(service): Service, mut body: Payload) -> Result<Respon
     let token = body.string("token");
     body.finish()?;
     match service.verify(&token).await {
-        Ok(()) => Ok(empty()),
+        Ok(()) => Ok(empty_object()),
         // simplejwt raises a validation error here, not an authentication failure.
         Err(ServiceError::Blacklisted) => {
             Err(ApiError::NonField(ServiceError::Blacklisted.to_string()))
@@ -53,5 +47,5 @@ pub async fn blacklist(State(service): Service, mut body: Payload) -> Result<Res
     let refresh = body.string("refresh");
     body.finish()?;
     service.blacklist(&refresh).await?;
-    Ok(empty())
+    Ok(empty_object())
 }

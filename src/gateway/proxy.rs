@@ -46,16 +46,6 @@ pub struct Upstream {
     check_user: bool,
 }
 
-fn bad_gateway(detail: &'static str) -> Response {
-    let body = format!(r#"{{"detail":"{detail}"}}"#);
-    (
-        StatusCode::BAD_GATEWAY,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
-}
-
 impl Upstream {
     pub fn new(settings: UpstreamSettings, max_body: usize, check_user: bool) -> Self {
         let mut connector = HttpConnector::new();
@@ -148,7 +138,7 @@ impl Upstream {
             );
             match format!("{}{path}", backend.base).parse() {
                 Ok(uri) => *request.uri_mut() = uri,
-                Err(_) => return bad_gateway("Bad gateway."),
+                Err(_) => return ApiError::BadGateway.into_response(),
             }
             let in_flight = InFlight::new(backend.clone());
             match self.client.request(request).await {
@@ -167,16 +157,16 @@ impl Upstream {
                         self.report_health(&backend, false);
                     }
                     if !replayable {
-                        return bad_gateway("Bad gateway.");
+                        return ApiError::BadGateway.into_response();
                     }
                 }
                 Err(error) => {
                     tracing::warn!(request_id = %request_id::current(), backend = backend.base, %error, "backend request failed");
-                    return bad_gateway("Bad gateway.");
+                    return ApiError::BadGateway.into_response();
                 }
             }
         }
-        bad_gateway("No backend is available.")
+        ApiError::NoBackend.into_response()
     }
 
     /// Sets the `handstamp_upstream_up` gauge of `backend`.
@@ -200,7 +190,7 @@ fn respond(
     let (mut parts, body) = response.into_parts();
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
-            return bad_gateway("Bad gateway.");
+            return ApiError::BadGateway.into_response();
         };
         let backend_upgrade = hyper::upgrade::on(hyper::Response::from_parts(parts.clone(), body));
         tokio::spawn(async move {

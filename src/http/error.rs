@@ -14,6 +14,9 @@ use serde::ser::{SerializeMap, Serializer};
 /// `WWW-Authenticate` on every 401, as simplejwt sends it.
 pub const WWW_AUTHENTICATE: &str = r#"Bearer realm="api""#;
 
+/// The detail of every 500, whatever failed: the client learns nothing of our defects.
+const SERVER_ERROR: &str = "A server error occurred.";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// Fields that failed validation, in the order the fields are declared.
@@ -41,6 +44,19 @@ pub enum ApiError {
     Path(#[from] PathError),
     #[error(transparent)]
     Host(#[from] HostError),
+    /// A handler that panicked; the server logs it where it catches it.
+    #[error("{}", SERVER_ERROR)]
+    Panicked,
+    /// A handler that did not answer within the request timeout, answered as a proxy in front
+    /// of a slow app would.
+    #[error("The request took too long.")]
+    TimedOut,
+    /// A backend that failed the gateway's request or answered it wrongly.
+    #[error("Bad gateway.")]
+    BadGateway,
+    /// Every backend of an upstream down or unreachable.
+    #[error("No backend is available.")]
+    NoBackend,
 }
 
 impl From<StoreError> for ApiError {
@@ -110,7 +126,7 @@ fn server_error(error: &dyn std::error::Error) -> Response {
     json(
         StatusCode::INTERNAL_SERVER_ERROR,
         Detail {
-            detail: "A server error occurred.",
+            detail: SERVER_ERROR,
         },
     )
 }
@@ -153,6 +169,9 @@ impl IntoResponse for ApiError {
             ApiError::MethodNotAllowed(_) => detail(StatusCode::METHOD_NOT_ALLOWED),
             ApiError::NotFound => detail(StatusCode::NOT_FOUND),
             ApiError::Path(_) | ApiError::Host(_) => detail(StatusCode::BAD_REQUEST),
+            ApiError::Panicked => detail(StatusCode::INTERNAL_SERVER_ERROR),
+            ApiError::TimedOut => detail(StatusCode::GATEWAY_TIMEOUT),
+            ApiError::BadGateway | ApiError::NoBackend => detail(StatusCode::BAD_GATEWAY),
             ApiError::Service(e) => match e {
                 ServiceError::Token(_) | ServiceError::Blacklisted => token_not_valid(&text),
                 ServiceError::BadCredentials | ServiceError::NoActiveAccountForToken => {

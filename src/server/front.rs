@@ -12,13 +12,13 @@ use super::hot::{HotFuture, HotRoutes};
 use super::observe;
 use crate::api;
 use crate::http::error::ApiError;
-use crate::http::{FRONT_HEADERS, Tls, json_response};
+use crate::http::{FRONT_HEADERS, Tls};
 use crate::request_id::{self, REQUEST_ID, Route, Scope};
 use crate::target::{HostError, PathError, normalize_path};
 use axum::body::HttpBody as _;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
 use axum::http::uri::PathAndQuery;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
+use axum::http::{HeaderName, HeaderValue, Method, Uri, Version, header};
 use axum::response::{IntoResponse as _, Response};
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -275,18 +275,9 @@ where
             Outcome::Panicked => {
                 let id = id.to_str().unwrap_or("-");
                 tracing::error!(request_id = id, "handler panicked");
-                json_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    r#"{"detail":"A server error occurred."}"#,
-                    0,
-                )
+                ApiError::Panicked.into_response()
             }
-            // As a proxy in front of a slow app would answer.
-            Outcome::TimedOut => json_response(
-                StatusCode::GATEWAY_TIMEOUT,
-                r#"{"detail":"The request took too long."}"#,
-                0,
-            ),
+            Outcome::TimedOut => ApiError::TimedOut.into_response(),
         };
         let elapsed = this.started.elapsed();
         observe::request_served(observe::Served {
