@@ -7,6 +7,9 @@ mod static_files;
 
 pub use proxy::USER_ID;
 
+/// Forward-auth's path (`GET`), as the router names it.
+pub const FORWARD_AUTH: &str = "/api/auth/check";
+
 use crate::config::Settings;
 use crate::http::auth::Authenticated;
 use crate::http::error::{ApiError, not_allowed};
@@ -72,7 +75,7 @@ impl Gateway {
         } else {
             get(forward_auth)
         };
-        let mut router = Router::new().route("/api/auth/check", check.fallback(not_allowed));
+        let mut router = Router::new().route(FORWARD_AUTH, check.fallback(not_allowed));
         for mount in &settings.statics {
             let at = mount.prefix.trim_end_matches('/');
             router = router.nest_service(at, static_files::service(&mount.dir));

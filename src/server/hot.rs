@@ -5,8 +5,8 @@
 //! (callgrind, `GET /api/auth/check`: 51.7k -> 45.7k instructions a request). Any other method
 //! or path, `HEAD` and `OPTIONS` included, goes through the router as before.
 
-use crate::api::{token, users};
-use crate::gateway::{forward_auth, forward_auth_user};
+use crate::api::{self, Answer};
+use crate::gateway::{FORWARD_AUTH, forward_auth, forward_auth_user};
 use crate::service::AuthService;
 use axum::extract::Request;
 use axum::handler::Handler;
@@ -21,18 +21,8 @@ pub type HotFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 #[derive(Clone, Copy)]
 enum Endpoint {
     ForwardAuth,
-    Me,
-    Verify,
+    Api(Answer),
 }
-
-/// Method, path (also the metrics label, as the router names the route) and endpoint.
-const ROUTES: [(Method, &str, Endpoint); 5] = [
-    (Method::GET, "/api/auth/check", Endpoint::ForwardAuth),
-    (Method::GET, "/api/users/me/", Endpoint::Me),
-    (Method::GET, "/api/users/me", Endpoint::Me),
-    (Method::POST, "/api/token/verify/", Endpoint::Verify),
-    (Method::POST, "/api/token/verify", Endpoint::Verify),
-];
 
 /// A request for one of the hot routes.
 #[derive(Clone, Copy)]
@@ -46,20 +36,30 @@ pub struct HotRoutes {
     service: Arc<AuthService>,
     /// The `check_user` setting, which picks forward-auth's handler as the router does.
     check_user: bool,
+    /// Method, path (also the metrics label, as the router names the route) and endpoint:
+    /// forward-auth and the API's hot routes ([`api::ROUTES`]), each with and without the slash.
+    routes: Arc<[(Method, &'static str, Endpoint)]>,
 }
 
 impl HotRoutes {
     pub fn new(service: Arc<AuthService>, check_user: bool) -> Self {
+        let forward_auth = (Method::GET, FORWARD_AUTH, Endpoint::ForwardAuth);
+        let api = api::ROUTES.iter().flat_map(|route| {
+            let hot = route.hot.as_ref()?;
+            let endpoint = Endpoint::Api(hot.answer);
+            Some([route.path, route.bare()].map(|path| (hot.method.clone(), path, endpoint)))
+        });
         HotRoutes {
             service,
             check_user,
+            routes: std::iter::once(forward_auth).chain(api.flatten()).collect(),
         }
     }
 
     /// The hot route `req` is for, if any.
     pub fn route(&self, req: &Request) -> Option<HotRoute> {
         let path = req.uri().path();
-        ROUTES
+        self.routes
             .iter()
             .find(|(method, route, _)| method == req.method() && *route == path)
             .map(|&(_, path, endpoint)| HotRoute { path, endpoint })
@@ -73,8 +73,7 @@ impl HotRoutes {
                 Handler::call(forward_auth_user, req, state)
             }
             Endpoint::ForwardAuth => Handler::call(forward_auth, req, state),
-            Endpoint::Me => Handler::call(users::me, req, state),
-            Endpoint::Verify => Handler::call(token::verify, req, state),
+            Endpoint::Api(answer) => answer(req, state),
         }
     }
 }
