@@ -145,7 +145,7 @@ impl AuthService {
         };
         let codec = TokenCodec::new(
             SigningKey::hmac(settings.algorithm, &secret),
-            settings.claims.clone(),
+            settings.claims(),
             Validation {
                 audience: settings.audience.clone(),
                 issuer: settings.issuer.clone(),

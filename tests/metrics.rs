@@ -1,6 +1,8 @@
 //! `/metrics`: it counts what the tests did (the counts are exact: no other test here makes
 //! the requests the first one counts), and who may read it.
 
+// A binary of its own: the counters are process-wide, and the tests in `tests/api/` would move them.
+#[path = "api/common/mod.rs"]
 mod common;
 
 use axum::body::Body;

@@ -5,59 +5,44 @@ use crate::token::{Algorithm, ClaimNames};
 use serde::{Deserialize, Deserializer, de};
 use std::time::Duration;
 
-#[derive(Debug, Clone)]
+/// The table: every key once, with its parser; the defaults in `Default`; `check` for what
+/// takes more than one key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct JwtSettings {
+    #[serde(deserialize_with = "positive_duration")]
     pub access_token_lifetime: Duration,
+    #[serde(deserialize_with = "positive_duration")]
     pub refresh_token_lifetime: Duration,
     pub rotate_refresh_tokens: bool,
     pub blacklist_after_rotation: bool,
     pub update_last_login: bool,
+    #[serde(deserialize_with = "parsed")]
     pub algorithm: Algorithm,
     /// None: a secret generated once and kept in the database.
     pub signing_key: Option<Secret>,
-    pub audience: Option<String>,
-    pub issuer: Option<String>,
-    pub leeway: Duration,
-    pub auth_header_types: Vec<String>,
-    pub claims: ClaimNames,
-}
-
-/// The table as written: every key once, with its parser; its defaults below.
-#[derive(Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(super) struct JwtTable {
-    #[serde(deserialize_with = "positive_duration")]
-    access_token_lifetime: Duration,
-    #[serde(deserialize_with = "positive_duration")]
-    refresh_token_lifetime: Duration,
-    rotate_refresh_tokens: bool,
-    blacklist_after_rotation: bool,
-    update_last_login: bool,
-    #[serde(deserialize_with = "parsed")]
-    algorithm: Algorithm,
-    signing_key: Option<Secret>,
     /// simplejwt's key for asymmetric algorithms: refused, HMAC signs and verifies with one key.
     #[serde(deserialize_with = "opt_text")]
-    verifying_key: Option<String>,
+    pub verifying_key: Option<String>,
     #[serde(deserialize_with = "opt_text")]
-    audience: Option<String>,
+    pub audience: Option<String>,
     #[serde(deserialize_with = "opt_text")]
-    issuer: Option<String>,
+    pub issuer: Option<String>,
     #[serde(deserialize_with = "super::duration")]
-    leeway: Duration,
+    pub leeway: Duration,
     #[serde(deserialize_with = "list")]
-    auth_header_types: Vec<String>,
+    pub auth_header_types: Vec<String>,
     #[serde(deserialize_with = "claim_name")]
-    user_id_claim: String,
+    pub user_id_claim: String,
     #[serde(deserialize_with = "claim_name")]
-    token_type_claim: String,
+    pub token_type_claim: String,
     #[serde(deserialize_with = "claim_name")]
-    jti_claim: String,
+    pub jti_claim: String,
 }
 
-impl Default for JwtTable {
+impl Default for JwtSettings {
     fn default() -> Self {
-        JwtTable {
+        JwtSettings {
             access_token_lifetime: Duration::from_secs(5 * 60),
             refresh_token_lifetime: Duration::from_secs(24 * 60 * 60),
             rotate_refresh_tokens: true,
@@ -85,9 +70,18 @@ fn claim_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(name)
 }
 
-impl JwtTable {
+impl JwtSettings {
+    /// The names of the three claims the tokens carry.
+    pub fn claims(&self) -> ClaimNames {
+        ClaimNames {
+            token_type: self.token_type_claim.clone(),
+            user_id: self.user_id_claim.clone(),
+            jti: self.jti_claim.clone(),
+        }
+    }
+
     /// The checks across keys: the key's length for the algorithm, the header words.
-    pub(super) fn check(self) -> Result<JwtSettings, ConfigError> {
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
         let algorithm = self.algorithm;
         if let Some(Secret(key)) = &self.signing_key
             && key.len() < algorithm.min_key_len()
@@ -120,24 +114,7 @@ impl JwtTable {
                 "must list one or more words, such as [\"Bearer\"]",
             ));
         }
-        Ok(JwtSettings {
-            access_token_lifetime: self.access_token_lifetime,
-            refresh_token_lifetime: self.refresh_token_lifetime,
-            rotate_refresh_tokens: self.rotate_refresh_tokens,
-            blacklist_after_rotation: self.blacklist_after_rotation,
-            update_last_login: self.update_last_login,
-            algorithm,
-            signing_key: self.signing_key,
-            audience: self.audience,
-            issuer: self.issuer,
-            leeway: self.leeway,
-            auth_header_types: self.auth_header_types,
-            claims: ClaimNames {
-                token_type: self.token_type_claim,
-                user_id: self.user_id_claim,
-                jti: self.jti_claim,
-            },
-        })
+        Ok(())
     }
 }
 

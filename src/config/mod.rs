@@ -1,8 +1,9 @@
 //! Settings: simplejwt's names and defaults, read from the `[jwt]` and `[server]` tables (and the
-//! `[[static]]` and `[[upstream]]` arrays) of a TOML file and from `HANDSTAMP_*` environment variables (the environment wins), and checked
-//! once at start-up. Each table is one struct in its own file (`jwt.rs`, `server.rs`, `gateway.rs`)
-//! that declares each setting once: its key, its parser (which names what is wrong) and its
-//! default; the environment's names are read from those structs.
+//! `[[static]]` and `[[upstream]]` arrays) of a TOML file and from `HANDSTAMP_*` environment
+//! variables (the environment wins), and checked once at start-up. Each table is one struct in
+//! its own file (`jwt.rs`, `server.rs`, `gateway.rs`), the very struct the program reads, that
+//! declares each setting once: its key and type, its parser (which names what is wrong), its
+//! default in the struct's `Default`; the environment's names are read from those structs.
 
 mod gateway;
 mod jwt;
@@ -89,54 +90,20 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-#[derive(Debug, Clone)]
+/// Every table as the file has it, each with its defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
+    #[serde(default)]
     pub jwt: JwtSettings,
+    #[serde(default)]
     pub server: ServerSettings,
     /// Directories served as static files, under URL prefixes.
+    #[serde(default, rename = "static")]
     pub statics: Vec<StaticMount>,
     /// Prefixes proxied to pools of backends.
+    #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamSettings>,
-}
-
-/// The settings as the file has them, each table with its defaults.
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Tables {
-    #[serde(default)]
-    jwt: jwt::JwtTable,
-    #[serde(default)]
-    server: server::ServerTable,
-    #[serde(default, rename = "static")]
-    statics: Vec<StaticMount>,
-    #[serde(default)]
-    upstream: Vec<UpstreamSettings>,
-}
-
-impl Tables {
-    /// The checks that take more than one setting, or a place in an array.
-    fn check(self) -> Result<Settings, ConfigError> {
-        Ok(Settings {
-            jwt: self.jwt.check()?,
-            server: self.server.check()?,
-            statics: self
-                .statics
-                .into_iter()
-                .map(StaticMount::check)
-                .collect::<Result<_, _>>()?,
-            upstreams: self
-                .upstream
-                .into_iter()
-                .map(UpstreamSettings::check)
-                .collect::<Result<_, _>>()?,
-        })
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Tables::default().check().expect("the defaults are valid")
-    }
 }
 
 impl Settings {
@@ -154,12 +121,32 @@ impl Settings {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        let tables: Tables = figment
+        let settings: Settings = figment
             .merge(EnvSettings::read(vars)?)
             // Booleans as true/false, yes/no, on/off or 1/0 in any case, from either source.
             .extract_lossy()
             .map_err(read_error)?;
-        tables.check()
+        settings.check()
+    }
+
+    /// The checks that take more than one setting, or a place in an array; prefixes and
+    /// backends come back in normal form.
+    fn check(self) -> Result<Self, ConfigError> {
+        self.jwt.check()?;
+        self.server.check()?;
+        Ok(Settings {
+            statics: self
+                .statics
+                .into_iter()
+                .map(StaticMount::check)
+                .collect::<Result<_, _>>()?,
+            upstreams: self
+                .upstreams
+                .into_iter()
+                .map(UpstreamSettings::check)
+                .collect::<Result<_, _>>()?,
+            ..self
+        })
     }
 }
 
@@ -178,8 +165,8 @@ impl EnvSettings {
     fn read(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Self, ConfigError> {
         // The keys of the `[jwt]` and `[server]` tables, as their structs declare them.
         let tables = [
-            ("jwt", names::<jwt::JwtTable>()),
-            ("server", names::<server::ServerTable>()),
+            ("jwt", names::<JwtSettings>()),
+            ("server", names::<ServerSettings>()),
         ];
         let mut sections: BTreeMap<&str, Dict> = BTreeMap::new();
         for (name, value) in vars {
@@ -397,14 +384,14 @@ mod tests {
 
     #[test]
     fn defaults_are_simplejwts() {
-        let s = Settings::default();
+        let s = Settings::default().check().unwrap();
         assert_eq!(s.jwt.access_token_lifetime, Duration::from_secs(300));
         assert_eq!(s.jwt.refresh_token_lifetime, Duration::from_secs(86_400));
         assert!(s.jwt.rotate_refresh_tokens && s.jwt.blacklist_after_rotation);
         assert!(!s.jwt.update_last_login);
         assert_eq!(s.jwt.algorithm, Algorithm::HS256);
         assert_eq!(s.jwt.auth_header_types, ["Bearer"]);
-        assert_eq!(s.jwt.claims, ClaimNames::default());
+        assert_eq!(s.jwt.claims(), ClaimNames::default());
         assert_eq!(s.server.max_body, 1024 * 1024);
         assert_eq!(s.server.token_max_body, 16 * 1024);
         assert_eq!(s.server.password_queue, 256);
@@ -494,9 +481,9 @@ mod tests {
         .unwrap();
         assert_eq!(s.jwt.leeway, Duration::from_secs(7));
         // Every key the environment maps is a setting: none is refused by the file's rules.
-        for key in names::<jwt::JwtTable>()
+        for key in names::<JwtSettings>()
             .iter()
-            .chain(names::<server::ServerTable>())
+            .chain(names::<ServerSettings>())
         {
             let name = format!("HANDSTAMP_{}", key.to_ascii_uppercase());
             if let Err(e) = from_env(&[(&name, "1")]) {

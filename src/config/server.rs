@@ -3,37 +3,56 @@
 use super::{
     ConfigError, choice, count, duration, invalid, list, opt_text, positive_duration, size,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Debug, Clone)]
+/// The table: every key once, with its parser; the defaults in `Default`; `check` for what
+/// takes more than one key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
+    #[serde(deserialize_with = "list")]
     pub bind: Vec<String>,
-    /// Certificate chain and key (PEM); with them every listener speaks HTTPS.
-    pub tls: Option<TlsFiles>,
+    /// Certificate chain (PEM); with `tls_key`, every listener speaks HTTPS.
+    #[serde(deserialize_with = "opt_path")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(deserialize_with = "opt_path")]
+    pub tls_key: Option<PathBuf>,
+    #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
+    #[serde(deserialize_with = "positive_duration")]
     pub request_timeout: Duration,
+    #[serde(deserialize_with = "positive_duration")]
     pub header_read_timeout: Duration,
     /// An idle connection (no request in flight) is closed after this.
+    #[serde(deserialize_with = "positive_duration")]
     pub keepalive_timeout: Duration,
     /// A client whose reading makes no progress for this long is cut off.
+    #[serde(deserialize_with = "positive_duration")]
     pub send_timeout: Duration,
+    #[serde(deserialize_with = "size")]
     pub max_body: usize,
-    /// The body limit of the token endpoints (`/api/token/...`), at most `max_body`.
-    pub token_max_body: usize,
+    #[serde(deserialize_with = "count")]
     pub max_connections: usize,
+    #[serde(deserialize_with = "choice")]
     pub log_format: LogFormat,
+    /// The body limit of the token endpoints (`/api/token/...`), at most `max_body`.
+    #[serde(deserialize_with = "size")]
+    pub token_max_body: usize,
     /// Logins (and other password checks) that may wait for a password thread; past it, 503.
+    #[serde(deserialize_with = "count")]
     pub password_queue: usize,
     /// Forward-auth and upstreams also load the token's user and refuse a deleted or inactive
     /// one, as `/api/users/me/` does; false: the token alone, without the database.
     pub check_user: bool,
     /// A listener of its own for `GET /metrics` (a management port); unset, the public
     /// listeners serve it to loopback peers only.
+    #[serde(deserialize_with = "opt_text")]
     pub metrics_bind: Option<String>,
 }
 
+/// The certificate chain and key a TLS listener serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     pub cert: PathBuf,
@@ -47,44 +66,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// The table as written: every key once, with its parser; its defaults below.
-#[derive(Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(super) struct ServerTable {
-    #[serde(deserialize_with = "list")]
-    bind: Vec<String>,
-    #[serde(deserialize_with = "opt_text")]
-    tls_cert: Option<String>,
-    #[serde(deserialize_with = "opt_text")]
-    tls_key: Option<String>,
-    #[serde(deserialize_with = "duration")]
-    shutdown_grace: Duration,
-    #[serde(deserialize_with = "positive_duration")]
-    request_timeout: Duration,
-    #[serde(deserialize_with = "positive_duration")]
-    header_read_timeout: Duration,
-    #[serde(deserialize_with = "positive_duration")]
-    keepalive_timeout: Duration,
-    #[serde(deserialize_with = "positive_duration")]
-    send_timeout: Duration,
-    #[serde(deserialize_with = "size")]
-    max_body: usize,
-    #[serde(deserialize_with = "count")]
-    max_connections: usize,
-    #[serde(deserialize_with = "choice")]
-    log_format: LogFormat,
-    #[serde(deserialize_with = "size")]
-    token_max_body: usize,
-    #[serde(deserialize_with = "count")]
-    password_queue: usize,
-    check_user: bool,
-    #[serde(deserialize_with = "opt_text")]
-    metrics_bind: Option<String>,
-}
-
-impl Default for ServerTable {
+impl Default for ServerSettings {
     fn default() -> Self {
-        ServerTable {
+        ServerSettings {
             bind: vec!["127.0.0.1:8000".into()],
             tls_cert: None,
             tls_key: None,
@@ -106,18 +90,31 @@ impl Default for ServerTable {
     }
 }
 
-impl ServerTable {
+fn opt_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    Ok(opt_text(d)?.map(PathBuf::from))
+}
+
+impl ServerSettings {
+    /// The certificate and key when both are set (`check` refuses one without the other).
+    pub fn tls(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+        })
+    }
+
+    /// Sets both TLS files at once.
+    pub fn set_tls(&mut self, files: TlsFiles) {
+        self.tls_cert = Some(files.cert);
+        self.tls_key = Some(files.key);
+    }
+
     /// The checks across keys: the TLS pair, and addresses that must be there.
-    pub(super) fn check(self) -> Result<ServerSettings, ConfigError> {
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
         if self.bind.is_empty() {
             return Err(invalid("bind", "must name at least one address"));
         }
-        let tls = match (self.tls_cert, self.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsFiles {
-                cert: cert.into(),
-                key: key.into(),
-            }),
-            (None, None) => None,
+        match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => {
                 return Err(invalid(
                     "tls_key",
@@ -130,7 +127,8 @@ impl ServerTable {
                     "tls_key is set, so tls_cert must be too",
                 ));
             }
-        };
+            _ => {}
+        }
         if self
             .metrics_bind
             .as_ref()
@@ -141,22 +139,7 @@ impl ServerTable {
                 "must be an address such as \"127.0.0.1:9000\"",
             ));
         }
-        Ok(ServerSettings {
-            bind: self.bind,
-            tls,
-            shutdown_grace: self.shutdown_grace,
-            request_timeout: self.request_timeout,
-            header_read_timeout: self.header_read_timeout,
-            keepalive_timeout: self.keepalive_timeout,
-            send_timeout: self.send_timeout,
-            max_body: self.max_body,
-            token_max_body: self.token_max_body,
-            max_connections: self.max_connections,
-            log_format: self.log_format,
-            password_queue: self.password_queue,
-            check_user: self.check_user,
-            metrics_bind: self.metrics_bind,
-        })
+        Ok(())
     }
 }
 

@@ -125,7 +125,7 @@ pub(crate) async fn forward_auth(auth: Authenticated) -> Response {
         user_id: &auth.user_id,
     };
     let body = serde_json::to_vec(&identity).expect("a string always serializes");
-    let mut response = json_response(StatusCode::OK, body, 1);
+    let mut response = json_response(StatusCode::OK, body);
     if let Ok(value) = HeaderValue::from_str(&auth.user_id) {
         response.headers_mut().insert(USER_ID, value);
     }

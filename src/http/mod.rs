@@ -9,15 +9,14 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
-/// How many headers the server's `Front` adds to every response (four security headers and the
-/// request id); `server::front` checks it against its own list when it compiles.
-pub const FRONT_HEADERS: usize = 5;
+/// The headers a JSON response has room for before its map grows (a reallocation and a rehash on
+/// every such response): its content type, one or two of the handler's, and the ones the server
+/// adds to every response (`server::front` checks that its own fit).
+pub const RESPONSE_HEADERS: usize = 8;
 
-/// A JSON response from an already serialized `body`, its header map sized for `extra` headers
-/// of the caller's and the ones `Front` adds: growing the map afterwards would cost a
-/// reallocation and a rehash on every such response.
-pub fn json_response(status: StatusCode, body: impl Into<Body>, extra: usize) -> Response {
-    let mut headers = HeaderMap::with_capacity(1 + extra + FRONT_HEADERS);
+/// A JSON response from an already serialized `body`.
+pub fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
+    let mut headers = HeaderMap::with_capacity(RESPONSE_HEADERS);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -30,7 +29,7 @@ pub fn json_response(status: StatusCode, body: impl Into<Body>, extra: usize) ->
 
 /// simplejwt's `{}`, as static bytes: verify answers it on every valid token.
 pub fn empty_object() -> Response {
-    json_response(StatusCode::OK, "{}", 0)
+    json_response(StatusCode::OK, "{}")
 }
 
 /// Whether a request came over TLS, for `X-Forwarded-Proto`.

@@ -12,7 +12,7 @@ use super::hot::{HotFuture, HotRoutes};
 use super::observe;
 use crate::api;
 use crate::http::error::ApiError;
-use crate::http::{FRONT_HEADERS, Tls};
+use crate::http::{RESPONSE_HEADERS, Tls};
 use crate::request_id::{self, REQUEST_ID, Route, Scope};
 use crate::target::{HostError, PathError, normalize_path};
 use axum::body::HttpBody as _;
@@ -50,8 +50,11 @@ const SECURITY_HEADERS: [(HeaderName, HeaderValue); SECURITY_HEADER_COUNT] = [
     ),
 ];
 
-// `http::json_response` sizes header maps for what is added here.
-const _: () = assert!(FRONT_HEADERS == SECURITY_HEADER_COUNT + 1);
+/// What is added to every response: the security headers and the request id.
+const FRONT_HEADERS: usize = SECURITY_HEADER_COUNT + 1;
+
+// `http::json_response` leaves room for them beside its content type and a handler's two.
+const _: () = assert!(FRONT_HEADERS + 3 <= RESPONSE_HEADERS);
 
 /// `inner` (a router) with everything the server does around each request.
 #[derive(Clone)]

@@ -99,7 +99,7 @@ impl ServeOptions {
     /// Reads the TLS files, if any: a bad certificate stops start-up here.
     pub fn from_settings(settings: &ServerSettings) -> Result<Self, ServeError> {
         Ok(ServeOptions {
-            tls: settings.tls.as_ref().map(CertStore::load).transpose()?,
+            tls: settings.tls().as_ref().map(CertStore::load).transpose()?,
             header_read_timeout: settings.header_read_timeout,
             keepalive_timeout: settings.keepalive_timeout,
             send_timeout: settings.send_timeout,

@@ -3,10 +3,8 @@
 //! requests or never reads its responses is cut off, so that it cannot hold a connection slot.
 //! Raw sockets throughout: the clients here misbehave on purpose.
 
-mod common;
-
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use handstamp::config::Settings;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -128,7 +126,7 @@ async fn a_tls_handshake_never_finished_is_cut_after_the_header_read_timeout() {
     let (files, _) = certificate(dir.path(), "cert");
     let s = TestServer::start_with(|c| {
         short(c);
-        c.server.tls = Some(files);
+        c.server.set_tls(files);
     })
     .await;
     let mut stalled = TcpStream::connect(s.addr).await.unwrap();
@@ -146,7 +144,7 @@ async fn an_idle_client_after_the_tls_handshake_is_cut_for_http2_and_http1() {
     let (files, pem) = certificate(dir.path(), "cert");
     let s = TestServer::start_with(|c| {
         short(c);
-        c.server.tls = Some(files);
+        c.server.set_tls(files);
     })
     .await;
     for alpn in [&b"h2"[..], b"http/1.1"] {
@@ -166,7 +164,7 @@ async fn the_tls_handshake_counts_against_the_header_read_timeout() {
     let s = TestServer::start_with(|c| {
         short(c);
         c.server.header_read_timeout = header_read;
-        c.server.tls = Some(files);
+        c.server.set_tls(files);
     })
     .await;
     // The clock: a silent connection to a server with a 2 s header timeout ends after 2 s.

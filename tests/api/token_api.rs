@@ -1,8 +1,6 @@
 //! The HTTP contract of ../shared/API.md, row by row, against a real server.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
 
@@ -830,7 +828,7 @@ async fn settings_change_rotation_lifetimes_and_claim_names() {
         c.jwt.rotate_refresh_tokens = false;
         c.jwt.access_token_lifetime = std::time::Duration::from_secs(60);
         c.jwt.update_last_login = true;
-        c.jwt.claims.user_id = "sub".into();
+        c.jwt.user_id_claim = "sub".into();
         c.jwt.audience = Some("my-api".into());
         c.jwt.issuer = Some("https://auth.example".into());
     })

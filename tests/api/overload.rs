@@ -2,9 +2,7 @@
 //! read: the password queue is bounded, work whose client has gone is dropped, passwords and
 //! token bodies are small, and a valid login is still served at once afterwards.
 
-mod common;
-
-use common::command;
+use crate::common::command;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -3,12 +3,10 @@
 //! `Connection`. Requests are written as raw bytes: an HTTP client would normalize the paths
 //! itself.
 
-mod common;
-
+use crate::common::*;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use common::*;
 use handstamp::config::{AuthMode, Balance, Settings, StaticMount, UpstreamSettings};
 use serde_json::{Value, json};
 use std::net::SocketAddr;

@@ -1,8 +1,6 @@
 //! Racing refreshes of one token: exactly one wins.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -2,9 +2,7 @@
 //! Writes that cannot be made durable answer 503 with `Retry-After` (never 500, never a 200
 //! that is not on disk), `/readyz` answers 503 meanwhile, and both recover once the cause is gone.
 
-mod common;
-
-use common::{TestServer, reply};
+use crate::common::{TestServer, reply};
 use handstamp::store::StoreError;
 use reqwest::Response;
 use serde_json::json;
@@ -234,7 +232,7 @@ fn handstamp_exits(dir: &Path, args: &[&str]) -> Option<std::process::Output> {
         .args(args)
         .current_dir(dir)
         .env_clear()
-        .env("HANDSTAMP_SIGNING_KEY", common::KEY)
+        .env("HANDSTAMP_SIGNING_KEY", crate::common::KEY)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -1,8 +1,6 @@
 //! The `handstamp` binary, run as a real process.
 
-mod common;
-
-use common::command;
+use crate::common::command;
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -409,8 +407,8 @@ fn settings_come_from_file_and_environment_and_bad_ones_stop_start_up() {
         ],
     );
     let (_, pair) = server.post("/api/token/", json!({"username": "dana", "password": "pw"}));
-    let access = common::claims(pair["access"].as_str().unwrap());
-    let refresh = common::claims(pair["refresh"].as_str().unwrap());
+    let access = crate::common::claims(pair["access"].as_str().unwrap());
+    let refresh = crate::common::claims(pair["refresh"].as_str().unwrap());
     assert_eq!(
         access["exp"].as_i64().unwrap() - access["iat"].as_i64().unwrap(),
         600,
@@ -480,13 +478,13 @@ fn environment_values_are_taken_as_written() {
     let (status, pair) = server.post("/api/token/", json!({"username": "erin", "password": "pw"}));
     assert_eq!(status, 200, "{pair}");
     let access = pair["access"].as_str().unwrap();
-    let (header, payload) = common::parts(access);
+    let (header, payload) = crate::common::parts(access);
     assert_eq!(
-        common::craft(&header, &payload, key.as_bytes(), "HS256"),
+        crate::common::craft(&header, &payload, key.as_bytes(), "HS256"),
         access,
         "signed with exactly the key given"
     );
-    assert_eq!(common::claims(access)["aud"], "\"quoted\"");
+    assert_eq!(crate::common::claims(access)["aud"], "\"quoted\"");
     let (status, refreshed) =
         server.post("/api/token/refresh/", json!({"refresh": pair["refresh"]}));
     assert_eq!(status, 200, "{refreshed}");
@@ -550,7 +548,7 @@ fn a_rotation_answered_200_survives_a_crash() {
     let (status, body) = server.post("/api/token/refresh/", json!({"refresh": pair["refresh"]}));
     assert_eq!(
         (status, body),
-        (401, common::token_not_valid("Token is blacklisted"))
+        (401, crate::common::token_not_valid("Token is blacklisted"))
     );
     let (status, _) = server.post(
         "/api/token/refresh/",
@@ -566,7 +564,7 @@ async fn flush_expired_tokens_deletes_only_expired_ones() {
     let d = dir.path();
     let url = format!("sqlite://{}", d.join("handstamp.sqlite3").display());
     let store = handstamp::store::open(&url).await.unwrap();
-    let now = common::now();
+    let now = crate::common::now();
     let token = |jti: &str, expires_at| Outstanding {
         jti: jti.into(),
         user_id: None,
@@ -607,7 +605,7 @@ fn https_client(pem: &str, addr: &str) -> reqwest::Client {
 async fn sighup_swaps_the_certificate_without_dropping_connections() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (files, first) = common::certificate(d, "first");
+    let (files, first) = crate::common::certificate(d, "first");
     std::fs::write(
         d.join("handstamp.toml"),
         format!(
@@ -630,7 +628,7 @@ async fn sighup_swaps_the_certificate_without_dropping_connections() {
     assert_eq!(old_client.get(&url).send().await.unwrap().status(), 200);
 
     // New files in place of the old, then SIGHUP.
-    let (second_files, second) = common::certificate(d, "second");
+    let (second_files, second) = crate::common::certificate(d, "second");
     std::fs::copy(&second_files.cert, &files.cert).unwrap();
     std::fs::copy(&second_files.key, &files.key).unwrap();
     server.signal("-HUP");

@@ -1,10 +1,9 @@
 //! The example app in examples/protected_api.rs, served and called over HTTP.
 
-mod common;
-#[path = "../examples/protected_api.rs"]
-mod example;
+#[path = "../../examples/protected_api.rs"]
+mod protected_api;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test]
@@ -16,7 +15,7 @@ async fn the_example_protects_its_own_routes() {
         .unwrap();
     let addr = listeners[0].local_addr().unwrap();
     let app = handstamp::server::layered(
-        example::app(s.service.clone()),
+        protected_api::app(s.service.clone()),
         &handstamp::Settings::default().server,
     );
     tokio::spawn(handstamp::server::serve(

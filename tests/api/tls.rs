@@ -1,9 +1,7 @@
 //! HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with a certificate made in the test, and the connection
 //! limits and timeouts that protect the server from slow clients.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use handstamp::config::TlsFiles;
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -21,7 +19,7 @@ fn client_trusting(pem: &str, addr: std::net::SocketAddr) -> reqwest::Client {
 async fn https_serves_http2_and_http1() {
     let dir = tempfile::tempdir().unwrap();
     let (files, pem) = certificate(dir.path(), "cert");
-    let s = TestServer::start_with(|c| c.server.tls = Some(files)).await;
+    let s = TestServer::start_with(|c| c.server.set_tls(files)).await;
     s.create_user("tess", "pw").await;
     let url = format!("https://localhost:{}/api/token/", s.addr.port());
     let body = serde_json::json!({"username": "tess", "password": "pw"});

@@ -1,15 +1,13 @@
 //! The gateway against real backends started in the test: balancing, failover, streaming,
 //! WebSockets, identity headers, static files, forward-auth and request ids.
 
-mod common;
-
+use crate::common::*;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get as on_get};
 use axum::{Json, Router};
-use common::*;
 use futures_util::{SinkExt, StreamExt};
 use handstamp::config::{AuthMode, Balance, Settings, StaticMount, UpstreamSettings};
 use serde_json::{Value, json};
@@ -834,7 +832,7 @@ async fn static_files_refuse_traversal_listings_and_writes() {
             "{path}"
         );
     }
-    // An encoded `/` is refused before routing (tests/paths.rs).
+    // An encoded `/` is refused before routing (tests/api/paths.rs).
     let (status, body) = get(&s, "/static/sub/..%2f..%2fsecret.txt", None).await;
     assert_eq!(
         (status, body),

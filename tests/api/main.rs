@@ -1,0 +1,17 @@
+//! Every integration test in one binary (one link instead of one per file), sharing
+//! `common::TestServer`: a real server on 127.0.0.1, port 0, over a real SQLite file.
+
+mod common;
+
+mod architecture;
+mod cli;
+mod concurrency;
+mod connections;
+mod example;
+mod gateway;
+mod overload;
+mod paths;
+mod storage_faults;
+mod store;
+mod tls;
+mod token_api;
