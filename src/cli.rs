@@ -1,6 +1,7 @@
 //! The command line: serve, migrate, manage users, flush expired tokens.
 
 use crate::config::{ConfigError, LogFormat, Settings};
+use crate::password::Hasher;
 use crate::server::{self, ServeError};
 use crate::service::{AuthService, ServiceError};
 use crate::store::{self, StoreError};
@@ -207,9 +208,8 @@ async fn serve(
         None => None,
     };
     let store = open_writable(database).await?;
-    let service = AuthService::new(settings.jwt.clone(), store)
-        .await?
-        .with_password_queue(settings.server.password_queue);
+    let hasher = Hasher::with_queue(settings.server.password_queue);
+    let service = AuthService::with_hasher(settings.jwt.clone(), store, hasher).await?;
     let app = server::app(service.into(), settings);
     // One signal stops both the public listeners and the metrics one.
     let (stop, stopped) = tokio::sync::watch::channel(false);

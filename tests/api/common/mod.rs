@@ -3,6 +3,7 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use handstamp::config::{Secret, Settings};
+use handstamp::password::Hasher;
 use handstamp::{AuthService, server, store};
 use hmac::{Hmac, Mac};
 use reqwest::{Client, Response};
@@ -39,7 +40,9 @@ impl TestServer {
         tweak(&mut settings);
         let url = format!("sqlite://{}", dir.path().join("test.sqlite3").display());
         let store = store::open(&url).await.unwrap();
-        let service = Arc::new(AuthService::new(settings.jwt.clone(), store).await.unwrap());
+        let hasher = Hasher::with_queue(settings.server.password_queue);
+        let service = AuthService::with_hasher(settings.jwt.clone(), store, hasher);
+        let service = Arc::new(service.await.unwrap());
         let listeners = server::bind(&["127.0.0.1:0".to_string()]).await.unwrap();
         let addr = listeners[0].local_addr().unwrap();
         let app = server::app(service.clone(), &settings);
