@@ -209,7 +209,9 @@ async fn serve(
     };
     let store = open_writable(database).await?;
     let hasher = Hasher::with_queue(settings.server.password_queue);
-    let service = AuthService::with_hasher(settings.jwt.clone(), store, hasher).await?;
+    let service = AuthService::with_hasher(settings.jwt.clone(), store, hasher)
+        .await?
+        .with_login_limits(&settings.login);
     let app = server::app(service.into(), settings);
     // One signal stops both the public listeners and the metrics one.
     let (stop, stopped) = tokio::sync::watch::channel(false);

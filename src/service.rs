@@ -3,14 +3,16 @@
 //! does, over a [`Store`] and a [`TokenCodec`]. The one door to both: the server, the gateway and
 //! the CLI reach the database only through it. No HTTP here (the extractors are in `http::auth`).
 
-use crate::config::JwtSettings;
+use crate::config::{JwtSettings, LoginSettings};
 use crate::password::{self, Hasher, PasswordError};
 use crate::store::{
-    NewUser, Outstanding, PasswordHash, Refresh, RefreshOutcome, Store, StoreError, User,
+    Limit, NewUser, Outstanding, PasswordHash, Refresh, RefreshOutcome, Store, StoreError, User,
 };
+use crate::throttle::{LoginThrottle, Verdict};
 use crate::token::{self, Claims, SigningKey, TokenCodec, TokenError, TokenType, Validation};
 use rand::RngCore;
 use serde::Serialize;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,10 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Password(#[from] PasswordError),
+    /// Too many failed logins for the username or the client's address; the lock ends in
+    /// `retry_after` seconds.
+    #[error("Too many failed login attempts. Try again later.")]
+    Throttled { retry_after: u64 },
 }
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
@@ -129,6 +135,7 @@ pub struct AuthService {
     codec: TokenCodec,
     store: Arc<dyn Store>,
     hasher: Hasher,
+    throttle: LoginThrottle,
 }
 
 impl AuthService {
@@ -166,7 +173,14 @@ impl AuthService {
             codec,
             store,
             hasher,
+            throttle: login_throttle(&LoginSettings::default()),
         })
+    }
+
+    /// Throttles failed logins as `settings` say (the defaults otherwise).
+    pub fn with_login_limits(mut self, settings: &LoginSettings) -> Self {
+        self.throttle = login_throttle(settings);
+        self
     }
 
     pub fn settings(&self) -> &JwtSettings {
@@ -190,25 +204,41 @@ impl AuthService {
 
     /// Checks the credentials and issues a token pair. Every failure looks alike, and takes
     /// alike whoever the user is (a password over [`password::MAX_PASSWORD_BYTES`] is refused
-    /// at once, for any user).
-    pub async fn obtain(&self, username: &str, password: &str) -> Result<TokenPair> {
-        // Refused unhashed (no password that long can be stored), whoever the user is.
-        if password::too_long(password) {
-            metrics::counter!("handstamp_logins_total", "outcome" => "failed").increment(1);
-            return Err(ServiceError::BadCredentials);
-        }
-        let user = self.store.user_by_name(username).await?;
-        let stored = user.as_ref().map(|u| u.password.as_str());
-        let matches = self.hasher.verify(password.to_owned(), stored).await?;
-        let user = match user {
-            Some(user) if matches && user.is_active => user,
-            _ => {
-                metrics::counter!("handstamp_logins_total", "outcome" => "failed").increment(1);
-                return Err(ServiceError::BadCredentials);
+    /// at once, for any user). A username or client address locked by failed logins is refused
+    /// before anything else, with no password hashed, whether or not the user exists.
+    pub async fn obtain(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<TokenPair> {
+        let now = token::now();
+        let keys = self.throttle.keys(username, client);
+        let recorded = match self.throttle.check(&*self.store, &keys, now).await? {
+            Verdict::Open { recorded } => recorded,
+            Verdict::Locked { retry_after } => {
+                metrics::counter!("handstamp_logins_throttled_total").increment(1);
+                return Err(ServiceError::Throttled { retry_after });
             }
         };
+        // Refused unhashed (no password that long can be stored), whoever the user is.
+        let user = if password::too_long(password) {
+            None
+        } else {
+            let user = self.store.user_by_name(username).await?;
+            let stored = user.as_ref().map(|u| u.password.as_str());
+            let matches = self.hasher.verify(password.to_owned(), stored).await?;
+            user.filter(|user| matches && user.is_active)
+        };
+        let Some(user) = user else {
+            metrics::counter!("handstamp_logins_total", "outcome" => "failed").increment(1);
+            self.throttle.failed(&*self.store, keys, now).await?;
+            return Err(ServiceError::BadCredentials);
+        };
         metrics::counter!("handstamp_logins_total", "outcome" => "ok").increment(1);
-        let now = token::now();
+        if recorded {
+            self.throttle.succeeded(&*self.store, &keys).await?;
+        }
         let refresh = Claims {
             token_type: Some(TokenType::Refresh.as_str().into()),
             exp: Some(now + self.lifetime(TokenType::Refresh)),
@@ -417,6 +447,22 @@ fn outstanding(claims: &Claims, user_id: Option<UserId>) -> Outstanding {
         user_id: user_id.map(|id| id.0),
         created_at: claims.iat,
         expires_at: claims.exp.unwrap_or_default(),
+    }
+}
+
+/// The `[login]` settings as the throttle's limits; a limit of 0 is none.
+fn login_throttle(settings: &LoginSettings) -> LoginThrottle {
+    let limit = |max_failures: u32| {
+        (max_failures > 0).then_some(Limit {
+            max_failures,
+            window: settings.login_failure_window.as_secs() as i64,
+            lockout: settings.login_lockout.as_secs() as i64,
+            lockout_max: settings.login_lockout_max.as_secs() as i64,
+        })
+    };
+    LoginThrottle {
+        per_username: limit(settings.login_max_failures),
+        per_address: limit(settings.login_max_failures_per_ip),
     }
 }
 

@@ -1,16 +1,18 @@
-//! Settings: simplejwt's names and defaults, read from the `[jwt]` and `[server]` tables (and the
+//! Settings: simplejwt's names and defaults, read from the `[jwt]`, `[server]` and `[login]` tables (and the
 //! `[[static]]` and `[[upstream]]` arrays) of a TOML file and from `HANDSTAMP_*` environment
 //! variables (the environment wins), and checked once at start-up. Each table is one struct in
-//! its own file (`jwt.rs`, `server.rs`, `gateway.rs`), the very struct the program reads, that
+//! its own file (`jwt.rs`, `server.rs`, `login.rs`, `gateway.rs`), the very struct the program reads, that
 //! declares each setting once: its key and type, its parser (which names what is wrong), its
 //! default in the struct's `Default`; the environment's names are read from those structs.
 
 mod gateway;
 mod jwt;
+mod login;
 mod server;
 
 pub use gateway::{AuthMode, Balance, StaticMount, UpstreamSettings};
 pub use jwt::JwtSettings;
+pub use login::LoginSettings;
 pub use server::{LogFormat, ServerSettings, TlsFiles};
 
 use figment::providers::{Format, Toml};
@@ -98,6 +100,8 @@ pub struct Settings {
     pub jwt: JwtSettings,
     #[serde(default)]
     pub server: ServerSettings,
+    #[serde(default)]
+    pub login: LoginSettings,
     /// Directories served as static files, under URL prefixes.
     #[serde(default, rename = "static")]
     pub statics: Vec<StaticMount>,
@@ -134,6 +138,7 @@ impl Settings {
     fn check(self) -> Result<Self, ConfigError> {
         self.jwt.check()?;
         self.server.check()?;
+        self.login.check()?;
         Ok(Settings {
             statics: self
                 .statics
@@ -167,6 +172,7 @@ impl EnvSettings {
         let tables = [
             ("jwt", names::<JwtSettings>()),
             ("server", names::<ServerSettings>()),
+            ("login", names::<LoginSettings>()),
         ];
         let mut sections: BTreeMap<&str, Dict> = BTreeMap::new();
         for (name, value) in vars {
@@ -484,6 +490,7 @@ mod tests {
         for key in names::<JwtSettings>()
             .iter()
             .chain(names::<ServerSettings>())
+            .chain(names::<LoginSettings>())
         {
             let name = format!("HANDSTAMP_{}", key.to_ascii_uppercase());
             if let Err(e) = from_env(&[(&name, "1")]) {

@@ -2,8 +2,10 @@
 //! generated signing secret. Knows nothing of HTTP.
 
 mod sqlite;
+mod throttle;
 
 pub use sqlite::SqliteStore;
+pub use throttle::{FailureCount, Limit};
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -144,6 +146,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The secret stored under `name`, storing `candidate` first if there is none yet. Every
     /// instance sharing the database ends up with the same value.
     async fn secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>>;
+
+    /// The failed logins on record for each of `keys`, in their order; a key with none, or
+    /// whose record has expired, is `None`.
+    async fn login_failures(&self, keys: &[String], now: i64) -> Result<Vec<Option<FailureCount>>>;
+    /// Counts one failed login against each key under its limit, with
+    /// [`FailureCount::after_failure`], atomically: concurrent failures on any instance all
+    /// count. Records that have expired are deleted on the way.
+    async fn login_failed(&self, keys: Vec<(String, Limit)>, now: i64) -> Result<()>;
+    /// Forgets the failed logins counted against `key` (a successful login).
+    async fn forget_login_failures(&self, key: &str) -> Result<()>;
 }
 
 /// Opens (creating and migrating when needed) the database at `url`.

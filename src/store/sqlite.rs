@@ -14,7 +14,8 @@
 //! last batch's outcome is kept for [`Store::ping`], which probes with a write while it failed.
 
 use super::{
-    NewUser, Outstanding, PasswordHash, Refresh, RefreshOutcome, Result, Store, StoreError, User,
+    FailureCount, Limit, NewUser, Outstanding, PasswordHash, Refresh, RefreshOutcome, Result,
+    Store, StoreError, User,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior};
@@ -31,9 +32,12 @@ use tokio::sync::oneshot;
 const MAX_BATCH: usize = 512;
 
 static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
-    Migrations::new(vec![M::up(include_str!(
-        "../../migrations/sqlite/0001_initial.sql"
-    ))])
+    Migrations::new(vec![
+        M::up(include_str!("../../migrations/sqlite/0001_initial.sql")),
+        M::up(include_str!(
+            "../../migrations/sqlite/0003_login_failures.sql"
+        )),
+    ])
 });
 
 /// The user columns, in [`user_from`]'s order; a macro so that queries are string constants
@@ -377,6 +381,16 @@ fn commit(conn: &mut Connection, batch: &mut [Box<dyn Job>], files: &Files) -> R
     tx.commit().map_err(store_error)
 }
 
+fn failure_count_from(row: &Row) -> rusqlite::Result<FailureCount> {
+    Ok(FailureCount {
+        failures: row.get(0)?,
+        window_start: row.get(1)?,
+        locked_until: row.get(2)?,
+        lockouts: row.get(3)?,
+        last_failure: row.get(4)?,
+    })
+}
+
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(
         e,
@@ -579,6 +593,7 @@ impl Store for SqliteStore {
             )?;
             tx.execute("DELETE FROM outstanding_tokens WHERE expires_at < ?", [now])?;
             tx.execute("DELETE FROM blacklisted_tokens WHERE expires_at < ?", [now])?;
+            tx.execute("DELETE FROM login_failures WHERE expires_at <= ?", [now])?;
             Ok(expired as u64)
         })
         .await
@@ -594,6 +609,66 @@ impl Store for SqliteStore {
             tx.query_row("SELECT value FROM secrets WHERE name = ?", [&name], |row| {
                 row.get(0)
             })
+        })
+        .await
+    }
+
+    async fn login_failures(&self, keys: &[String], now: i64) -> Result<Vec<Option<FailureCount>>> {
+        self.read(|conn| {
+            let mut query = conn.prepare_cached(
+                "SELECT failures, window_start, locked_until, lockouts, last_failure
+                 FROM login_failures WHERE key = ? AND expires_at > ?",
+            )?;
+            keys.iter()
+                .map(|key| query.query_row((key, now), failure_count_from).optional())
+                .collect()
+        })
+    }
+
+    async fn login_failed(&self, keys: Vec<(String, Limit)>, now: i64) -> Result<()> {
+        self.write(move |tx| {
+            for (key, limit) in &keys {
+                let count = tx
+                    .prepare_cached(
+                        "SELECT failures, window_start, locked_until, lockouts, last_failure
+                         FROM login_failures WHERE key = ? AND expires_at > ?",
+                    )?
+                    .query_row((key, now), failure_count_from)
+                    .optional()?
+                    .unwrap_or_default()
+                    .after_failure(limit, now);
+                tx.prepare_cached(
+                    "INSERT INTO login_failures
+                       (key, failures, window_start, locked_until, lockouts, last_failure, expires_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (key) DO UPDATE SET failures = excluded.failures,
+                       window_start = excluded.window_start, locked_until = excluded.locked_until,
+                       lockouts = excluded.lockouts, last_failure = excluded.last_failure,
+                       expires_at = excluded.expires_at",
+                )?
+                .execute((
+                    key,
+                    count.failures,
+                    count.window_start,
+                    count.locked_until,
+                    count.lockouts,
+                    count.last_failure,
+                    count.expires_at(limit),
+                ))?;
+            }
+            tx.prepare_cached("DELETE FROM login_failures WHERE expires_at <= ?")?
+                .execute([now])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn forget_login_failures(&self, key: &str) -> Result<()> {
+        let key = key.to_owned();
+        self.write(move |tx| {
+            tx.prepare_cached("DELETE FROM login_failures WHERE key = ?")?
+                .execute([key])?;
+            Ok(())
         })
         .await
     }

@@ -35,14 +35,29 @@ impl TestServer {
 
     /// Starts with the database in `dir` (a filesystem the test set up, say).
     pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Settings)) -> Self {
+        let database = dir.path().join("test.sqlite3");
+        Self::start_on(dir, &database, tweak).await
+    }
+
+    /// A second instance on this one's database, as instances behind a load balancer run.
+    pub async fn start_beside(&self, tweak: impl FnOnce(&mut Settings)) -> Self {
+        let database = self.dir.path().join("test.sqlite3");
+        Self::start_on(tempfile::tempdir().unwrap(), &database, tweak).await
+    }
+
+    async fn start_on(
+        dir: tempfile::TempDir,
+        database: &std::path::Path,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
         let mut settings = Settings::default();
         settings.jwt.signing_key = Some(Secret(KEY.into()));
         tweak(&mut settings);
-        let url = format!("sqlite://{}", dir.path().join("test.sqlite3").display());
+        let url = format!("sqlite://{}", database.display());
         let store = store::open(&url).await.unwrap();
         let hasher = Hasher::with_queue(settings.server.password_queue);
         let service = AuthService::with_hasher(settings.jwt.clone(), store, hasher);
-        let service = Arc::new(service.await.unwrap());
+        let service = Arc::new(service.await.unwrap().with_login_limits(&settings.login));
         let listeners = server::bind(&["127.0.0.1:0".to_string()]).await.unwrap();
         let addr = listeners[0].local_addr().unwrap();
         let app = server::app(service.clone(), &settings);
