@@ -9,7 +9,9 @@ use crate::store::{
     Limit, NewUser, Outstanding, PasswordHash, Refresh, RefreshOutcome, Store, StoreError, User,
 };
 use crate::throttle::{LoginThrottle, Verdict};
-use crate::token::{self, Claims, SigningKey, TokenCodec, TokenError, TokenType, Validation};
+use crate::token::{
+    self, Claims, KeySet, SigningKey, TokenCodec, TokenError, TokenType, Validation,
+};
 use rand::RngCore;
 use serde::Serialize;
 use std::net::IpAddr;
@@ -160,7 +162,7 @@ impl AuthService {
             }
         };
         let codec = TokenCodec::new(
-            SigningKey::hmac(settings.algorithm, &secret),
+            KeySet::new(SigningKey::hmac(settings.algorithm, &secret), None),
             settings.claims(),
             Validation {
                 audience: settings.audience.clone(),
