@@ -397,8 +397,9 @@ async fn session_command(service: &AuthService, command: SessionCommand) -> Resu
         }
         SessionCommand::Revoke { id: None, .. } => {
             let ended = service.end_all_sessions(user.id).await?;
+            let plural = if ended == 1 { "" } else { "s" };
             println!(
-                "revoked {ended} sessions of {}; tokens issued before now are refused",
+                "revoked {ended} session{plural} of {}; tokens issued before now are refused",
                 user.username
             );
         }
