@@ -1,8 +1,9 @@
 //! The token service: logging in, refreshing with rotation, verifying and blacklisting, as
 //! simplejwt's serializers do, and authenticating a Bearer header as its `JWTAuthentication`
 //! does, over a [`Store`] and a [`TokenCodec`]; sessions (every login starts one; a reused
-//! rotated token revokes it) and "log out everywhere". The one door to both: the server, the gateway and
-//! the CLI reach the database only through it. No HTTP here (the extractors are in `http::auth`).
+//! rotated token revokes it) and "log out everywhere". The one door to both: the server, the
+//! gateway and the CLI reach the database only through it. No HTTP here (the extractors are in
+//! `http::auth`, the client's address in `http::client`).
 
 use crate::config::JwtSettings;
 use crate::password::{self, Hasher, PasswordError};

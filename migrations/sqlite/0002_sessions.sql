@@ -18,7 +18,8 @@ CREATE INDEX sessions_user_id ON sessions (user_id);
 CREATE INDEX sessions_expires_at ON sessions (expires_at);
 
 -- Tokens from before this migration have no session and work as they did.
-ALTER TABLE outstanding_tokens ADD COLUMN session_id TEXT REFERENCES sessions (id) ON DELETE SET NULL;
+ALTER TABLE outstanding_tokens
+    ADD COLUMN session_id TEXT REFERENCES sessions (id) ON DELETE SET NULL;
 -- The token this one was rotated from.
 ALTER TABLE outstanding_tokens ADD COLUMN parent_jti TEXT;
 CREATE INDEX outstanding_tokens_session_id ON outstanding_tokens (session_id);

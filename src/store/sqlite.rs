@@ -442,7 +442,8 @@ fn revoke(tx: &Transaction, id: &str, now: i64) -> rusqlite::Result<bool> {
     }
     tx.prepare_cached(
         "INSERT INTO blacklisted_tokens (jti, expires_at, blacklisted_at)
-         SELECT jti, expires_at, ?1 FROM outstanding_tokens WHERE session_id = ?2 AND expires_at > ?1
+         SELECT jti, expires_at, ?1 FROM outstanding_tokens
+         WHERE session_id = ?2 AND expires_at > ?1
          ON CONFLICT (jti) DO NOTHING",
     )?
     .execute((now, id))?;
@@ -477,7 +478,8 @@ fn record(
     parent: Option<&str>,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO outstanding_tokens (jti, user_id, created_at, expires_at, session_id, parent_jti)
+        "INSERT INTO outstanding_tokens
+           (jti, user_id, created_at, expires_at, session_id, parent_jti)
          VALUES (?, (SELECT id FROM users WHERE id = ?), ?, ?, ?, ?)
          ON CONFLICT (jti) DO NOTHING",
     )?
@@ -610,7 +612,8 @@ impl Store for SqliteStore {
                 token,
                 record_login,
             } = login;
-            // Nothing, rather than a foreign key error, for a user deleted since the password check.
+            // Nothing, rather than a foreign key error, for a user deleted since the password
+            // check: a failed job would fail its whole batch.
             let created = tx
                 .prepare_cached(
                     "INSERT INTO sessions

@@ -64,17 +64,21 @@ fn access_not_valid() -> Value {
     json!({
         "detail": "Given token not valid for any token type",
         "code": "token_not_valid",
-        "messages": [{"token_class": "AccessToken", "token_type": "access", "message": "Token is invalid"}]
+        "messages": [{
+            "token_class": "AccessToken",
+            "token_type": "access",
+            "message": "Token is invalid"
+        }]
     })
 }
 
-/// An access token for `user_id` issued (`iat`) `age` seconds ago, signed with the test key.
-fn access_issued_ago(user_id: i64, age: i64) -> String {
+/// A token of `kind` for `user_id` issued (`iat`) `age` seconds ago, signed with the test key,
+/// recorded nowhere (as one from before sessions existed).
+fn issued_ago(kind: &str, user_id: i64, age: i64) -> String {
     let t = now();
-    let jti = handstamp::token::new_jti();
-    hs256(
-        json!({"token_type": "access", "exp": t + 300, "iat": t - age, "jti": jti, "user_id": user_id.to_string()}),
-    )
+    let (jti, user_id) = (handstamp::token::new_jti(), user_id.to_string());
+    let (exp, iat) = (t + 300, t - age);
+    hs256(json!({"token_type": kind, "exp": exp, "iat": iat, "jti": jti, "user_id": user_id}))
 }
 
 #[tokio::test]
@@ -293,13 +297,9 @@ async fn logging_out_everywhere_refuses_earlier_access_tokens_where_the_user_is_
     let s = TestServer::start().await;
     let id = s.create_user("hal", "pw").await;
     let (_, access) = s.login("hal", "pw").await;
-    let earlier = access_issued_ago(id, 10);
+    let earlier = issued_ago("access", id, 10);
     // A refresh token from before sessions existed (recorded in none) is refused too.
-    let t = now();
-    let jti = handstamp::token::new_jti();
-    let old_refresh = hs256(
-        json!({"token_type": "refresh", "exp": t + 300, "iat": t - 10, "jti": jti, "user_id": id.to_string()}),
-    );
+    let old_refresh = issued_ago("refresh", id, 10);
     for token in [&access, &earlier] {
         assert_eq!(s.get_bearer("/api/users/me/", token).await.status(), 200);
     }
@@ -453,7 +453,7 @@ async fn the_cli_lists_and_revokes_a_users_sessions() {
     let (ok, listed, _) = cli(&["session", "list", "jo"]);
     assert!(ok);
     assert_eq!(listed.lines().count(), 1);
-    let earlier = access_issued_ago(id, 10);
+    let earlier = issued_ago("access", id, 10);
     assert_eq!(s.get_bearer("/api/users/me/", &earlier).await.status(), 401);
     // Kim is untouched.
     rotated(&s, &kim).await;
