@@ -1,16 +1,15 @@
-//! The command line: serve, migrate, manage users, flush expired tokens.
+//! The command line: serve, migrate, manage users and their sessions, flush expired tokens.
 
 use crate::config::{ConfigError, LogFormat, Settings};
 use crate::password::Hasher;
 use crate::server::{self, ServeError};
-use crate::service::{AuthService, ServiceError};
+use crate::service::{AuthService, ServiceError, rfc3339};
 use crate::store::{self, StoreError};
 use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,8 +50,28 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
-    /// Delete refresh tokens past their expiry, with their blacklist entries.
+    /// List and end a user's sessions (a login and the refresh tokens rotated from it).
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Delete refresh tokens past their expiry, with their blacklist entries, and sessions
+    /// whose last refresh token expired.
     FlushExpiredTokens,
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionCommand {
+    /// List a user's live sessions, newest first, tab-separated, with a header.
+    List { name: String },
+    /// End one of a user's sessions, or with --all every one of them ("log out everywhere":
+    /// access tokens issued so far are refused too, wherever the user is loaded).
+    Revoke {
+        name: String,
+        /// The session's id, as `session list` shows it.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,11 +203,19 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let service = AuthService::new(settings.jwt, store).await?;
             user_command(&service, command).await?;
         }
+        Command::Session(command) => {
+            let store = open_store(&cli.database).await?;
+            let service = AuthService::new(settings.jwt, store).await?;
+            session_command(&service, command).await?;
+        }
         Command::FlushExpiredTokens => {
             let store = open_store(&cli.database).await?;
             let service = AuthService::new(settings.jwt, store).await?;
             let deleted = service.flush_expired().await?;
-            println!("deleted {deleted} expired tokens");
+            println!("deleted {} expired tokens", deleted.tokens);
+            if deleted.sessions > 0 {
+                println!("deleted {} expired sessions", deleted.sessions);
+            }
         }
     }
     Ok(())
@@ -332,8 +359,8 @@ async fn user_command(service: &AuthService, command: UserCommand) -> Result<(),
                     u.is_active,
                     u.is_staff,
                     u.is_superuser,
-                    timestamp(u.date_joined),
-                    u.last_login.map(timestamp).unwrap_or_else(|| "-".into())
+                    rfc3339(u.date_joined),
+                    u.last_login.map(rfc3339).unwrap_or_else(|| "-".into())
                 );
             }
         }
@@ -341,9 +368,53 @@ async fn user_command(service: &AuthService, command: UserCommand) -> Result<(),
     Ok(())
 }
 
-fn timestamp(seconds: i64) -> String {
-    let time = UNIX_EPOCH + Duration::from_secs(seconds.max(0) as u64);
-    humantime::format_rfc3339_seconds(time).to_string()
+async fn session_command(service: &AuthService, command: SessionCommand) -> Result<(), CliError> {
+    let name = match &command {
+        SessionCommand::List { name } | SessionCommand::Revoke { name, .. } => name,
+    };
+    let Some(user) = service.user_by_name(name).await? else {
+        return Err(StoreError::UnknownUser(name.clone()).into());
+    };
+    match command {
+        SessionCommand::List { .. } => {
+            println!("id\tcreated_at\tlast_refreshed_at\texpires_at\tip\tuser_agent");
+            for s in service.sessions(user.id).await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    s.id,
+                    rfc3339(s.created_at),
+                    rfc3339(s.last_refreshed_at),
+                    rfc3339(s.expires_at),
+                    s.ip.as_deref().unwrap_or("-"),
+                    s.user_agent.as_deref().map_or("-".into(), printable),
+                );
+            }
+        }
+        SessionCommand::Revoke { id: Some(id), .. } => {
+            if !service.end_session(user.id, &id).await? {
+                let message = format!("{} has no live session {id:?}", user.username);
+                return Err(CliError::Input(message));
+            }
+            println!("revoked session {id} of {}", user.username);
+        }
+        SessionCommand::Revoke { id: None, .. } => {
+            let ended = service.end_all_sessions(user.id).await?;
+            let plural = if ended == 1 { "" } else { "s" };
+            println!(
+                "revoked {ended} session{plural} of {}; tokens issued before now are refused",
+                user.username
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `text` fit for one field of a tab-separated line on a terminal: what a client sent (a user
+/// agent) may hold tabs, and bytes that decode to control characters such as U+009B (CSI).
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Django's username rule: 1 to 150 letters, digits and @ . + - _.

@@ -1,21 +1,27 @@
 //! The token service: logging in, refreshing with rotation, verifying and blacklisting, as
 //! simplejwt's serializers do, and authenticating a Bearer header as its `JWTAuthentication`
-//! does, over a [`Store`] and a [`TokenCodec`]. The one door to both: the server, the gateway and
-//! the CLI reach the database only through it. No HTTP here (the extractors are in `http::auth`).
+//! does, over a [`Store`] and a [`TokenCodec`]; sessions (every login starts one; a reused
+//! rotated token revokes it) and "log out everywhere". The one door to both: the server, the
+//! gateway and the CLI reach the database only through it. No HTTP here (the extractors are in
+//! `http::auth`, the client's address in `http::client`).
 
 use crate::config::{JwtSettings, LoginSettings};
 use crate::password::{self, Hasher, PasswordError};
 use crate::store::{
-    Limit, NewUser, Outstanding, PasswordHash, Refresh, RefreshOutcome, Store, StoreError, User,
+    Flushed, Limit, Login, NewUser, Outstanding, PasswordHash, Refresh, RefreshOutcome, Session,
+    Store, StoreError, User,
 };
 use crate::throttle::{LoginThrottle, Verdict};
 use crate::token::{
     self, Claims, KeySet, SigningKey, TokenCodec, TokenError, TokenType, Validation,
 };
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use serde::Serialize;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -113,6 +119,36 @@ pub fn bearer_token<'h>(header: Option<&'h [u8]>, types: &[String]) -> Result<&'
     }
 }
 
+/// Who logged in from where, as the session keeps it: the client's address and `User-Agent`
+/// (`http::client` reads them off the request).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+/// The most of a `User-Agent` a session keeps, in bytes.
+pub const MAX_USER_AGENT: usize = 512;
+
+/// `seconds` since the Unix epoch as RFC 3339 in UTC, to the second: `2025-01-31T12:00:00Z`.
+pub fn rfc3339(seconds: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_secs(seconds.max(0) as u64);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// A new session id: 128 random bits, base64url without padding (22 characters).
+fn new_session_id() -> String {
+    let mut id = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    URL_SAFE_NO_PAD.encode(id)
+}
+
+/// At most [`MAX_USER_AGENT`] bytes of `user_agent`, cut at a character boundary.
+fn bounded_user_agent(mut user_agent: String) -> String {
+    user_agent.truncate(user_agent.floor_char_boundary(MAX_USER_AGENT));
+    user_agent
+}
+
 /// The reply to a login: refresh first, as simplejwt writes it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenPair {
@@ -204,18 +240,19 @@ impl AuthService {
         &self.hasher
     }
 
-    /// Checks the credentials and issues a token pair. Every failure looks alike, and takes
-    /// alike whoever the user is (a password over [`password::MAX_PASSWORD_BYTES`] is refused
-    /// at once, for any user). A username or client address locked by failed logins is refused
-    /// before anything else, with no password hashed, whether or not the user exists.
+    /// Checks the credentials and issues a token pair, starting a session for `client`. Every
+    /// failure looks alike, and takes alike whoever the user is (a password over
+    /// [`password::MAX_PASSWORD_BYTES`] is refused at once, for any user). A username or client
+    /// address locked by failed logins is refused before anything else, with no password hashed,
+    /// whether or not the user exists.
     pub async fn obtain(
         &self,
         username: &str,
         password: &str,
-        client: Option<IpAddr>,
+        client: &ClientInfo,
     ) -> Result<TokenPair> {
         let now = token::now();
-        let keys = self.throttle.keys(username, client);
+        let keys = self.throttle.keys(username, client.ip);
         let recorded = match self.throttle.check(&*self.store, &keys, now).await? {
             Verdict::Open { recorded } => recorded,
             Verdict::Locked { retry_after } => {
@@ -237,7 +274,6 @@ impl AuthService {
             self.throttle.failed(&*self.store, keys, now).await?;
             return Err(ServiceError::BadCredentials);
         };
-        metrics::counter!("handstamp_logins_total", "outcome" => "ok").increment(1);
         if recorded {
             self.throttle.succeeded(&*self.store, &keys).await?;
         }
@@ -250,12 +286,28 @@ impl AuthService {
             ..Claims::default()
         };
         let refresh_token = self.codec.encode(&refresh);
-        self.store
-            .outstand(&outstanding(&refresh, Some(UserId(user.id))))
-            .await?;
-        if self.settings.update_last_login {
-            self.store.record_login(user.id, now).await?;
+        let token = outstanding(&refresh, Some(UserId(user.id)));
+        let session = Session {
+            id: new_session_id(),
+            user_id: user.id,
+            created_at: now,
+            last_refreshed_at: now,
+            expires_at: token.expires_at,
+            ip: client.ip.map(|ip| ip.to_string()),
+            user_agent: client.user_agent.clone().map(bounded_user_agent),
+            revoked_at: None,
+        };
+        let login = Login {
+            session,
+            token,
+            record_login: self.settings.update_last_login,
+        };
+        if !self.store.start_session(login).await? {
+            // Deleted since its password was checked.
+            metrics::counter!("handstamp_logins_total", "outcome" => "failed").increment(1);
+            return Err(ServiceError::BadCredentials);
         }
+        metrics::counter!("handstamp_logins_total", "outcome" => "ok").increment(1);
         metrics::counter!("handstamp_tokens_issued_total").increment(1);
         Ok(TokenPair {
             access: self.codec.encode(&self.access_for(&refresh, now)),
@@ -264,7 +316,10 @@ impl AuthService {
     }
 
     /// Issues a new access token for a refresh token and, with rotation on, a new refresh
-    /// token, blacklisting the old one. A success is committed before it is returned.
+    /// token in the same session, blacklisting the old one. A success is committed before it is
+    /// returned. A rotated token presented again `refresh_reuse_interval` or longer after its
+    /// rotation revokes its session (see [`Store::refresh`]); either way it is refused as
+    /// blacklisted.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Refreshed> {
         let now = token::now();
         let claims = self
@@ -292,6 +347,7 @@ impl AuthService {
                     blacklist_old,
                     user_id: user_id.map(|id| id.0),
                     new,
+                    reuse_interval: self.settings.refresh_reuse_interval.as_secs() as i64,
                 },
                 now,
             )
@@ -308,6 +364,16 @@ impl AuthService {
                 })
             }
             RefreshOutcome::Blacklisted => Err(ServiceError::Blacklisted),
+            RefreshOutcome::Revoked => {
+                let user = claims.user_id.as_deref().unwrap_or_default();
+                tracing::warn!(
+                    user,
+                    "a rotated refresh token was reused: its session is revoked"
+                );
+                metrics::counter!("handstamp_sessions_revoked_total", "reason" => "reuse")
+                    .increment(1);
+                Err(ServiceError::Blacklisted)
+            }
             RefreshOutcome::NoActiveUser => Err(ServiceError::NoActiveAccountForToken),
         }
     }
@@ -325,7 +391,8 @@ impl AuthService {
         Ok(())
     }
 
-    /// Blacklists a refresh token, so it can never be refreshed again.
+    /// Blacklists a refresh token, so it can never be refreshed again, and ends its session
+    /// (also when the token was blacklisted already: a stale token of the session still ends it).
     pub async fn blacklist(&self, refresh_token: &str) -> Result<()> {
         let now = token::now();
         let claims = self
@@ -358,7 +425,8 @@ impl AuthService {
         Ok(Authenticated { user_id, claims })
     }
 
-    /// Loads the user an authenticated token names, by primary key, who must be active.
+    /// Loads the user an authenticated token names, by primary key, who must be active and must
+    /// not have logged out everywhere since the token was issued (the same read).
     pub async fn load_user(&self, auth: &Authenticated) -> Result<User, AuthError> {
         let id = UserId::from_claim(Some(&auth.user_id)).ok().flatten();
         let id = id.ok_or(AuthError::UserNotFound)?;
@@ -369,6 +437,9 @@ impl AuthService {
             .ok_or(AuthError::UserNotFound)?;
         if !user.is_active {
             return Err(AuthError::UserInactive);
+        }
+        if user.revoked_token(auth.claims.iat) {
+            return Err(AuthError::InvalidToken(TokenError::Invalid));
         }
         Ok(user)
     }
@@ -395,9 +466,36 @@ impl AuthService {
         Ok(self.store.delete_user(username).await?)
     }
 
-    /// Deletes refresh tokens past their expiry, with their blacklist entries; returns how many.
-    pub async fn flush_expired(&self) -> Result<u64> {
+    /// Deletes refresh tokens past their expiry, with their blacklist entries, and sessions
+    /// whose last token expired; returns how many of each.
+    pub async fn flush_expired(&self) -> Result<Flushed> {
         Ok(self.store.flush_expired(token::now()).await?)
+    }
+
+    /// The user's live sessions, newest first.
+    pub async fn sessions(&self, user_id: i64) -> Result<Vec<Session>> {
+        Ok(self.store.sessions(user_id, token::now()).await?)
+    }
+
+    /// Ends the user's live session `id`: none of its refresh tokens works again (its access
+    /// tokens live out their lifetime). False when the user has no such live session.
+    pub async fn end_session(&self, user_id: i64, id: &str) -> Result<bool> {
+        let ended = self.store.revoke_session(user_id, id, token::now()).await?;
+        if ended {
+            metrics::counter!("handstamp_sessions_revoked_total", "reason" => "user").increment(1);
+        }
+        Ok(ended)
+    }
+
+    /// "Log out everywhere": ends all the user's sessions, and refuses every token issued so
+    /// far, access tokens included wherever the user is loaded. Returns how many sessions ended.
+    pub async fn end_all_sessions(&self, user_id: i64) -> Result<u64> {
+        let ended = self
+            .store
+            .revoke_all_sessions(user_id, token::now())
+            .await?;
+        metrics::counter!("handstamp_sessions_revoked_total", "reason" => "all").increment(ended);
+        Ok(ended)
     }
 
     /// Creates a user with an Argon2id hash of `password`.
@@ -474,6 +572,33 @@ mod tests {
 
     fn parse(header: &str) -> Result<&[u8], AuthError> {
         bearer_token(Some(header.as_bytes()), &["Bearer".to_string()])
+    }
+
+    #[test]
+    fn user_agents_are_cut_at_a_character_boundary() {
+        let short = "curl/8.5.0".to_string();
+        assert_eq!(bounded_user_agent(short.clone()), short);
+        let long = "é".repeat(MAX_USER_AGENT); // two bytes each
+        let cut = bounded_user_agent(long);
+        assert_eq!(cut.len(), MAX_USER_AGENT);
+        let odd = format!("x{}", "é".repeat(MAX_USER_AGENT));
+        let cut = bounded_user_agent(odd);
+        assert_eq!(cut.len(), MAX_USER_AGENT - 1);
+        assert!(cut.ends_with('é'));
+    }
+
+    #[test]
+    fn session_ids_are_128_random_bits_in_base64url() {
+        let (a, b) = (new_session_id(), new_session_id());
+        assert_ne!(a, b);
+        let bytes = URL_SAFE_NO_PAD.decode(&a).unwrap();
+        assert_eq!((a.len(), bytes.len()), (22, 16));
+    }
+
+    #[test]
+    fn times_are_rfc3339_in_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
     }
 
     #[test]

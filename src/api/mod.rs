@@ -2,6 +2,7 @@
 
 mod body;
 mod health;
+pub(crate) mod sessions;
 pub(crate) mod token;
 pub(crate) mod users;
 
@@ -15,7 +16,7 @@ use axum::extract::Request;
 use axum::handler::Handler;
 use axum::http::Method;
 use axum::response::Response;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Extension, Json, Router};
 use serde::Serialize;
 use std::future::Future;
@@ -40,6 +41,8 @@ enum Endpoint {
     Verify,
     Blacklist,
     Me,
+    Sessions,
+    Session,
     Healthz,
     Readyz,
 }
@@ -86,7 +89,7 @@ impl ApiRoute {
 /// The API's routes, each path written once: the router, the token body limit ([`token_route`])
 /// and the hot routes (`server::hot`) are all read off this table. A static, not a const: a const
 /// would be built anew at each use, on every request.
-pub static ROUTES: [ApiRoute; 7] = [
+pub static ROUTES: [ApiRoute; 9] = [
     ApiRoute {
         path: "/api/token/",
         endpoint: Endpoint::Obtain,
@@ -122,6 +125,18 @@ pub static ROUTES: [ApiRoute; 7] = [
             method: Method::GET,
             answer: |req, service| Handler::call(users::me, req, service),
         }),
+    },
+    ApiRoute {
+        path: "/api/sessions/",
+        endpoint: Endpoint::Sessions,
+        token_body: false,
+        hot: None,
+    },
+    ApiRoute {
+        path: "/api/sessions/{id}/",
+        endpoint: Endpoint::Session,
+        token_body: false,
+        hot: None,
     },
     ApiRoute {
         path: "/healthz/",
@@ -167,6 +182,13 @@ fn methods(
         Endpoint::Blacklist => token(post(token::blacklist), "Token Blacklist"),
         Endpoint::Me => get(users::me)
             .options(|_: CurrentUser| metadata("Me"))
+            .fallback(not_allowed_once_authenticated),
+        Endpoint::Sessions => get(sessions::list)
+            .delete(sessions::end_all)
+            .options(|_: CurrentUser| metadata("Sessions"))
+            .fallback(not_allowed_once_authenticated),
+        Endpoint::Session => delete(sessions::end)
+            .options(|_: CurrentUser| metadata("Session"))
             .fallback(not_allowed_once_authenticated),
         Endpoint::Healthz => get(health::healthz).fallback(not_allowed),
         Endpoint::Readyz => {

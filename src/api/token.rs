@@ -1,27 +1,25 @@
 //! The token endpoints: obtain a pair, refresh, verify, blacklist.
 
 use super::Payload;
-use crate::http::client::ClientAddr;
 use crate::http::empty_object;
 use crate::http::error::ApiError;
-use crate::service::{AuthService, Refreshed, ServiceError, TokenPair};
+use crate::service::{AuthService, ClientInfo, Refreshed, ServiceError, TokenPair};
+use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
-use axum::{Extension, Json};
 use std::sync::Arc;
 
 type Service = State<Arc<AuthService>>;
 
 pub async fn obtain(
     State(service): Service,
-    client: Option<Extension<ClientAddr>>,
+    client: ClientInfo,
     mut body: Payload,
 ) -> Result<Json<TokenPair>, ApiError> {
     let username = body.string("username");
     let password = body.string("password");
     body.finish()?;
-    let client = client.map(|Extension(ClientAddr(ip))| ip);
-    Ok(Json(service.obtain(&username, &password, client).await?))
+    Ok(Json(service.obtain(&username, &password, &client).await?))
 }
 
 pub async fn refresh(

@@ -16,6 +16,10 @@ pub struct JwtSettings {
     pub refresh_token_lifetime: Duration,
     pub rotate_refresh_tokens: bool,
     pub blacklist_after_rotation: bool,
+    /// A rotated refresh token presented again this long or longer after its rotation revokes
+    /// its session; sooner (two tabs refreshing at once), it is refused alone. Zero: any reuse.
+    #[serde(deserialize_with = "super::duration")]
+    pub refresh_reuse_interval: Duration,
     pub update_last_login: bool,
     #[serde(deserialize_with = "parsed")]
     pub algorithm: Algorithm,
@@ -47,6 +51,7 @@ impl Default for JwtSettings {
             refresh_token_lifetime: Duration::from_secs(24 * 60 * 60),
             rotate_refresh_tokens: true,
             blacklist_after_rotation: true,
+            refresh_reuse_interval: Duration::from_secs(10),
             update_last_login: false,
             algorithm: Algorithm::HS256,
             signing_key: None,
@@ -145,6 +150,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`refresh_token_lifetime`"), "{err}");
+        let s = from_toml("[jwt]\nrefresh_reuse_interval = \"0s\"\n").unwrap();
+        assert_eq!(s.jwt.refresh_reuse_interval, Duration::ZERO);
+        let err = from_toml("[jwt]\nrefresh_reuse_interval = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`refresh_reuse_interval`"), "{err}");
         let err = from_toml("[jwt]\nacess_token_lifetime = \"5m\"\n")
             .unwrap_err()
             .to_string();

@@ -394,6 +394,7 @@ mod tests {
         assert_eq!(s.jwt.access_token_lifetime, Duration::from_secs(300));
         assert_eq!(s.jwt.refresh_token_lifetime, Duration::from_secs(86_400));
         assert!(s.jwt.rotate_refresh_tokens && s.jwt.blacklist_after_rotation);
+        assert_eq!(s.jwt.refresh_reuse_interval, Duration::from_secs(10));
         assert!(!s.jwt.update_last_login);
         assert_eq!(s.jwt.algorithm, Algorithm::HS256);
         assert_eq!(s.jwt.auth_header_types, ["Bearer"]);
@@ -429,6 +430,7 @@ mod tests {
             ("HANDSTAMP_ISSUER", "007"),
             ("HANDSTAMP_AUTH_HEADER_TYPES", "true"),
             ("HANDSTAMP_ACCESS_TOKEN_LIFETIME", "600"),
+            ("HANDSTAMP_REFRESH_REUSE_INTERVAL", "0"),
             ("HANDSTAMP_BIND", "[::1]:8000"),
         ])
         .unwrap();
@@ -438,6 +440,7 @@ mod tests {
         assert_eq!(s.jwt.issuer.as_deref(), Some("007"));
         assert_eq!(s.jwt.auth_header_types, ["true"]);
         assert_eq!(s.jwt.access_token_lifetime, Duration::from_secs(600));
+        assert_eq!(s.jwt.refresh_reuse_interval, Duration::ZERO);
         assert_eq!(s.server.bind, ["[::1]:8000"]);
     }
 

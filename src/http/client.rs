@@ -1,9 +1,14 @@
-//! Which address a request came from: the peer's, or, behind proxies the operator trusts, the
-//! one they say they saw (nginx's `set_real_ip_from` with `real_ip_recursive on`).
+//! Who is on the other end of a request: its address (the peer's, or, behind proxies the
+//! operator trusts, the one they say they saw: nginx's `set_real_ip_from` with
+//! `real_ip_recursive on`) and its `User-Agent`. The one place that reads them off a request.
 
+use crate::service::ClientInfo;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
-use axum::http::header::HeaderName;
+use axum::http::header::{HeaderName, USER_AGENT};
+use axum::http::request::Parts;
 use ipnet::IpNet;
+use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -62,10 +67,37 @@ fn parse_addr(item: &str) -> Option<IpAddr> {
         .map(|addr| addr.to_canonical())
 }
 
+/// The client of the request `parts` belong to: its address as `Front` worked it out
+/// ([`ClientAddr`]), or the peer's when only that is known (IPv4 as such, not mapped into
+/// IPv6), and its `User-Agent` (bytes that are not UTF-8 replaced; the service bounds its
+/// length).
+pub fn client_info(parts: &Parts) -> ClientInfo {
+    let ip = match parts.extensions.get::<ClientAddr>() {
+        Some(ClientAddr(ip)) => Some(ip.to_canonical()),
+        None => parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip().to_canonical()),
+    };
+    let user_agent = parts
+        .headers
+        .get(USER_AGENT)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    ClientInfo { ip, user_agent }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(client_info(parts))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderValue, Request};
 
     fn headers(lines: &[&str]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -123,5 +155,36 @@ mod tests {
             proxies.client_addr(ip("10.0.0.1"), &HeaderMap::new()),
             ip("10.0.0.1")
         );
+    }
+
+    fn parts(request: Request<()>) -> Parts {
+        request.into_parts().0
+    }
+
+    #[test]
+    fn the_peer_and_user_agent_are_read() {
+        let mut request = Request::builder()
+            .header(USER_AGENT, "curl/8.5.0")
+            .body(())
+            .unwrap();
+        let peer: SocketAddr = "[::ffff:192.0.2.7]:51000".parse().unwrap();
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let info = client_info(&parts(request));
+        assert_eq!(info.ip, Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(info.user_agent.as_deref(), Some("curl/8.5.0"));
+        // The address Front worked out (trusted proxies) wins over the peer's.
+        let mut request = Request::new(());
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+            .extensions_mut()
+            .insert(ClientAddr("203.0.113.9".parse().unwrap()));
+        let info = client_info(&parts(request));
+        assert_eq!(info.ip, Some("203.0.113.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn without_either_there_is_nothing() {
+        let info = client_info(&parts(Request::new(())));
+        assert_eq!(info, ClientInfo::default());
     }
 }

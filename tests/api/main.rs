@@ -11,6 +11,7 @@ mod example;
 mod gateway;
 mod overload;
 mod paths;
+mod sessions;
 mod storage_faults;
 mod store;
 mod throttle;

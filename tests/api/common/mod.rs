@@ -111,6 +111,15 @@ impl TestServer {
             .unwrap()
     }
 
+    pub async fn delete_bearer(&self, path: &str, token: &str) -> Response {
+        self.client
+            .delete(self.url(path))
+            .header("Authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Logs in and returns (refresh, access).
     pub async fn login(&self, name: &str, password: &str) -> (String, String) {
         let r = self
