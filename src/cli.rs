@@ -3,7 +3,7 @@
 use crate::config::{ConfigError, LogFormat, Settings};
 use crate::password::Hasher;
 use crate::server::{self, ServeError};
-use crate::service::{AuthService, ServiceError, rfc3339};
+use crate::service::{AuthService, ServiceError, SetupError, rfc3339};
 use crate::store::{self, StoreError};
 use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Read};
@@ -114,6 +114,8 @@ pub enum CliError {
     Database { url: String, source: StoreError },
     #[error(transparent)]
     Service(#[from] ServiceError),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
     #[error(transparent)]
     Serve(#[from] ServeError),
     #[error("{0}")]

@@ -2,6 +2,7 @@
 
 mod body;
 mod health;
+mod keys;
 pub(crate) mod sessions;
 pub(crate) mod token;
 pub(crate) mod users;
@@ -45,6 +46,7 @@ enum Endpoint {
     Session,
     Healthz,
     Readyz,
+    Jwks,
 }
 
 /// A handler called directly, without the router (see [`Hot`]).
@@ -89,7 +91,7 @@ impl ApiRoute {
 /// The API's routes, each path written once: the router, the token body limit ([`token_route`])
 /// and the hot routes (`server::hot`) are all read off this table. A static, not a const: a const
 /// would be built anew at each use, on every request.
-pub static ROUTES: [ApiRoute; 9] = [
+pub static ROUTES: [ApiRoute; 10] = [
     ApiRoute {
         path: "/api/token/",
         endpoint: Endpoint::Obtain,
@@ -150,6 +152,13 @@ pub static ROUTES: [ApiRoute; 9] = [
         token_body: false,
         hot: None,
     },
+    // Served as `/.well-known/jwks.json` (RFC 8615), like every route also with a slash.
+    ApiRoute {
+        path: "/.well-known/jwks.json/",
+        endpoint: Endpoint::Jwks,
+        token_body: false,
+        hot: None,
+    },
 ];
 
 fn routes(service: Arc<AuthService>, others: Option<Arc<dyn Readiness>>) -> Router {
@@ -191,6 +200,7 @@ fn methods(
             .options(|_: CurrentUser| metadata("Session"))
             .fallback(not_allowed_once_authenticated),
         Endpoint::Healthz => get(health::healthz).fallback(not_allowed),
+        Endpoint::Jwks => get(keys::jwks).fallback(not_allowed),
         Endpoint::Readyz => {
             let readyz = get(health::readyz).fallback(not_allowed);
             match others {

@@ -11,7 +11,7 @@ mod login;
 mod server;
 
 pub use gateway::{AuthMode, Balance, StaticMount, UpstreamSettings};
-pub use jwt::JwtSettings;
+pub use jwt::{JwtSettings, Keys};
 pub use login::LoginSettings;
 pub use server::{LogFormat, ServerSettings, TlsFiles};
 
@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::de::{self, Deserializer, Visitor};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::{fmt, time::Duration};
 
@@ -291,6 +291,10 @@ fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 
 fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(Option::<Scalar>::deserialize(d)?.map(String::from))
+}
+
+fn opt_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    Ok(opt_text(d)?.map(PathBuf::from))
 }
 
 /// A list, or one value standing for a list of one.

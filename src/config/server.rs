@@ -1,7 +1,8 @@
 //! The `[server]` table: listeners, limits and timeouts.
 
 use super::{
-    ConfigError, choice, count, duration, invalid, list, opt_text, positive_duration, size,
+    ConfigError, choice, count, duration, invalid, list, opt_path, opt_text, positive_duration,
+    size,
 };
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, de};
@@ -113,10 +114,6 @@ fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
                 })
         })
         .collect()
-}
-
-fn opt_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
-    Ok(opt_text(d)?.map(PathBuf::from))
 }
 
 impl ServerSettings {

@@ -270,6 +270,11 @@ impl SigningKey {
         Self::from_der(algorithm, &der)
     }
 
+    /// A private key in PKCS#8 DER, as [`generate`](Self::generate) makes them.
+    pub fn from_pkcs8(algorithm: Algorithm, pkcs8: &[u8]) -> Result<Self, KeyError> {
+        Self::from_der(algorithm, &PrivateKeyDer::Pkcs8(pkcs8.to_vec().into()))
+    }
+
     fn from_der(algorithm: Algorithm, der: &PrivateKeyDer) -> Result<Self, KeyError> {
         let key = match (algorithm.family(), der) {
             (Family::Hmac, _) => return Err(KeyError::Hmac(algorithm)),
@@ -318,8 +323,10 @@ impl SigningKey {
             }
         }
         .map_err(|e| rejected(algorithm, e))?;
-        let der = PrivateKeyDer::Pkcs8(pkcs8.as_ref().to_vec().into());
-        Ok((Self::from_der(algorithm, &der)?, pkcs8.as_ref().to_vec()))
+        Ok((
+            Self::from_pkcs8(algorithm, pkcs8.as_ref())?,
+            pkcs8.as_ref().to_vec(),
+        ))
     }
 
     pub fn algorithm(&self) -> Algorithm {

@@ -9,6 +9,7 @@ mod concurrency;
 mod connections;
 mod example;
 mod gateway;
+mod keys;
 mod overload;
 mod paths;
 mod sessions;
