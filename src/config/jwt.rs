@@ -3,7 +3,7 @@
 use super::{
     ConfigError, Secret, invalid, list, opt_path, opt_text, parsed, positive_duration, text,
 };
-use crate::token::{Algorithm, ClaimNames, Family, KeySet, SigningKey, VerifyingKey};
+use crate::token::{Algorithm, ClaimNames, KeySet, SigningKey, VerifyingKey};
 use serde::{Deserialize, Deserializer, de};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -166,13 +166,6 @@ impl JwtSettings {
                 Some((setting, _)) => Err(invalid(
                     setting,
                     "a verifying key needs its signing key (signing_key or signing_key_file)",
-                )),
-                None if algorithm.family() == Family::Rsa => Err(invalid(
-                    "signing_key_file",
-                    format!(
-                        "{algorithm} keys are not generated here: make one with `openssl genpkey \
-                         -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out key.pem` and name it"
-                    ),
                 )),
                 None => Ok(Keys::Generated),
             };

@@ -1,11 +1,13 @@
 //! Keys. HMAC secrets are set up once and cloned per token, so a signature costs two
 //! compression passes instead of re-deriving the padded key each time. RSA, ECDSA and Ed25519
-//! keys are ring's: a well-kept crate does the math, never our code.
+//! keys are aws-lc-rs's (measured fastest, bench/crypto/RESULTS.md): a well-kept crate does the
+//! math, never our code. Public keys are parsed once, not per signature.
 
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self as sig, KeyPair};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use hmac::{Hmac, Mac};
-use ring::rand::SystemRandom;
-use ring::signature::{self as sig, KeyPair};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{PrivateKeyDer, SubjectPublicKeyInfoDer};
 use serde::Serialize;
@@ -284,12 +286,10 @@ impl SigningKey {
             (Family::Rsa, PrivateKeyDer::Pkcs8(der)) => {
                 sig::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).map(|k| Private::Rsa(k.into()))
             }
-            (Family::Ecdsa, PrivateKeyDer::Pkcs8(der)) => sig::EcdsaKeyPair::from_pkcs8(
-                algorithm.ecdsa_signing(),
-                der.secret_pkcs8_der(),
-                &SystemRandom::new(),
-            )
-            .map(|k| Private::Ecdsa(k.into())),
+            (Family::Ecdsa, PrivateKeyDer::Pkcs8(der)) => {
+                sig::EcdsaKeyPair::from_pkcs8(algorithm.ecdsa_signing(), der.secret_pkcs8_der())
+                    .map(|k| Private::Ecdsa(k.into()))
+            }
             // OpenSSL writes Ed25519 keys as PKCS#8 v1, without the public key.
             (Family::Ed25519, PrivateKeyDer::Pkcs8(der)) => {
                 sig::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.secret_pkcs8_der())
@@ -307,26 +307,23 @@ impl SigningKey {
             .map_err(|e| rejected(algorithm, e))
     }
 
-    /// A new private key for a public-key `algorithm`, with its PKCS#8 encoding to keep. RSA
-    /// keys cannot be generated here: give one as a file.
+    /// A new private key for a public-key `algorithm` (RSA: 2048 bits), with its PKCS#8
+    /// encoding to keep.
     pub fn generate(algorithm: Algorithm) -> Result<(Self, Vec<u8>), KeyError> {
         let rng = SystemRandom::new();
         let pkcs8 = match algorithm.family() {
-            Family::Ecdsa => sig::EcdsaKeyPair::generate_pkcs8(algorithm.ecdsa_signing(), &rng),
-            Family::Ed25519 => sig::Ed25519KeyPair::generate_pkcs8(&rng),
-            Family::Hmac => return Err(KeyError::Hmac(algorithm)),
-            Family::Rsa => {
-                return Err(rejected(
-                    algorithm,
-                    "RSA keys are not generated here; give one with signing_key_file",
-                ));
+            Family::Ecdsa => sig::EcdsaKeyPair::generate_pkcs8(algorithm.ecdsa_signing(), &rng)
+                .map(|d| d.as_ref().to_vec()),
+            Family::Ed25519 => {
+                sig::Ed25519KeyPair::generate_pkcs8(&rng).map(|d| d.as_ref().to_vec())
             }
+            Family::Rsa => aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .and_then(|k| k.as_der())
+                .map(|d| d.as_ref().to_vec()),
+            Family::Hmac => return Err(KeyError::Hmac(algorithm)),
         }
         .map_err(|e| rejected(algorithm, e))?;
-        Ok((
-            Self::from_pkcs8(algorithm, pkcs8.as_ref())?,
-            pkcs8.as_ref().to_vec(),
-        ))
+        Ok((Self::from_pkcs8(algorithm, &pkcs8)?, pkcs8))
     }
 
     pub fn algorithm(&self) -> Algorithm {
@@ -338,7 +335,7 @@ impl SigningKey {
         match &self.key {
             Private::Hmac(k) => k.sign(message),
             Private::Rsa(k) => {
-                let mut signature = vec![0; k.public().modulus_len()];
+                let mut signature = vec![0; k.public_modulus_len()];
                 k.sign(self.algorithm.rsa_padding(), &rng, message, &mut signature)
                     .expect("the buffer fits the modulus");
                 signature
@@ -355,35 +352,47 @@ impl SigningKey {
     /// The key that checks this key's signatures: the same secret for HMAC, the public half
     /// otherwise.
     pub fn verifying_key(&self) -> VerifyingKey {
-        let key = match &self.key {
-            Private::Hmac(k) => Public::Hmac(k.clone()),
+        let params = match &self.key {
+            Private::Hmac(k) => {
+                return VerifyingKey {
+                    algorithm: self.algorithm,
+                    key: Public::Hmac(k.clone()),
+                };
+            }
             Private::Rsa(k) => {
-                let components = sig::RsaPublicKeyComponents::<Vec<u8>>::from(k.public());
-                Public::Rsa {
-                    n: components.n,
-                    e: components.e,
+                let public = k.public_key();
+                Params::Rsa {
+                    n: public.modulus().big_endian_without_leading_zero().to_vec(),
+                    e: public.exponent().big_endian_without_leading_zero().to_vec(),
                 }
             }
-            Private::Ecdsa(k) => Public::Raw(k.public_key().as_ref().to_vec()),
-            Private::Ed25519(k) => Public::Raw(k.public_key().as_ref().to_vec()),
+            Private::Ecdsa(k) => Params::Raw(k.public_key().as_ref().to_vec()),
+            Private::Ed25519(k) => Params::Raw(k.public_key().as_ref().to_vec()),
         };
-        VerifyingKey {
-            algorithm: self.algorithm,
-            key,
-        }
+        VerifyingKey::from_params(self.algorithm, params)
+            .expect("a key pair's own public key parses")
     }
+}
+
+/// A public key's numbers, as a JWK carries them.
+#[derive(Clone, PartialEq, Eq)]
+enum Params {
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+    /// An EC point (uncompressed) or an Ed25519 key.
+    Raw(Vec<u8>),
 }
 
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum Public {
     Hmac(HmacKey),
-    Rsa {
-        n: Vec<u8>,
-        e: Vec<u8>,
+    Key {
+        parsed: Arc<sig::ParsedPublicKey>,
+        params: Params,
     },
-    /// An EC point (uncompressed) or an Ed25519 key, as ring reads them.
-    Raw(Vec<u8>),
 }
 
 /// A key that checks signatures of one algorithm.
@@ -447,20 +456,40 @@ impl VerifyingKey {
                 format!("the file holds a key of type {oid}"),
             ));
         }
-        let key = match algorithm.family() {
+        let params = match algorithm.family() {
             Family::Rsa => {
-                let rsa =
-                    pkcs1::RsaPublicKey::try_from(bits).map_err(|e| rejected(algorithm, e))?;
-                Public::Rsa {
-                    n: rsa.modulus.as_bytes().to_vec(),
-                    e: rsa.public_exponent.as_bytes().to_vec(),
+                let rsa = aws_lc_rs::rsa::PublicKey::from_der(bits)
+                    .map_err(|e| rejected(algorithm, e))?;
+                Params::Rsa {
+                    n: rsa.modulus().big_endian_without_leading_zero().to_vec(),
+                    e: rsa.exponent().big_endian_without_leading_zero().to_vec(),
                 }
             }
-            _ => Public::Raw(bits.to_vec()),
+            _ => Params::Raw(bits.to_vec()),
         };
-        let key = VerifyingKey { algorithm, key };
-        key.check_shape()?;
-        Ok(key)
+        Self::from_params(algorithm, params)
+    }
+
+    /// The key of `params`, parsed once; refused when it is not a key of `algorithm`'s size.
+    fn from_params(algorithm: Algorithm, params: Params) -> Result<Self, KeyError> {
+        check_shape(algorithm, &params)?;
+        let parsed = match &params {
+            Params::Rsa { n, e } => {
+                let der = sig::RsaPublicKeyComponents { n, e }
+                    .as_der()
+                    .map_err(|e| rejected(algorithm, e))?;
+                sig::ParsedPublicKey::new(algorithm.verification(), der.as_ref())
+            }
+            Params::Raw(bytes) => sig::ParsedPublicKey::new(algorithm.verification(), bytes),
+        }
+        .map_err(|e| rejected(algorithm, e))?;
+        Ok(VerifyingKey {
+            algorithm,
+            key: Public::Key {
+                parsed: Arc::new(parsed),
+                params,
+            },
+        })
     }
 
     /// A public key from a JWK, for the algorithm it names or `algorithm` when it names none.
@@ -479,11 +508,11 @@ impl VerifyingKey {
             B64.decode(text)
                 .map_err(|_| rejected(algorithm, format!("the JWK's {name} is not base64url")))
         };
-        let (kty, key) = match algorithm.family() {
+        let (kty, params) = match algorithm.family() {
             Family::Hmac => return Err(KeyError::Hmac(algorithm)),
             Family::Rsa => (
                 "RSA",
-                Public::Rsa {
+                Params::Rsa {
                     n: bytes(&jwk.n, "n")?,
                     e: bytes(&jwk.e, "e")?,
                 },
@@ -492,9 +521,9 @@ impl VerifyingKey {
                 let mut point = vec![4];
                 point.extend(bytes(&jwk.x, "x")?);
                 point.extend(bytes(&jwk.y, "y")?);
-                ("EC", Public::Raw(point))
+                ("EC", Params::Raw(point))
             }
-            Family::Ed25519 => ("OKP", Public::Raw(bytes(&jwk.x, "x")?)),
+            Family::Ed25519 => ("OKP", Params::Raw(bytes(&jwk.x, "x")?)),
         };
         if jwk.kty != kty
             || (algorithm.family() != Family::Rsa && jwk.crv.as_deref() != Some(algorithm.curve()))
@@ -504,38 +533,7 @@ impl VerifyingKey {
                 "the JWK's kty or crv does not fit its alg",
             ));
         }
-        let key = VerifyingKey { algorithm, key };
-        key.check_shape()?;
-        Ok(key)
-    }
-
-    /// Refuses a public key of the wrong size for its algorithm (ring would refuse every
-    /// signature later, with no word of why).
-    fn check_shape(&self) -> Result<(), KeyError> {
-        let ok = match (&self.key, self.algorithm.family()) {
-            (Public::Rsa { n, .. }, _) => {
-                let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
-                (2048..=8192).contains(&bits)
-            }
-            (Public::Raw(point), Family::Ecdsa) => {
-                let coordinate = if self.algorithm == Algorithm::ES384 {
-                    48
-                } else {
-                    32
-                };
-                point.len() == 1 + 2 * coordinate && point[0] == 4
-            }
-            (Public::Raw(key), _) => key.len() == 32,
-            (Public::Hmac(_), _) => true,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(rejected(
-                self.algorithm,
-                "the key has the wrong size (RSA: 2048 to 8192 bits)",
-            ))
-        }
+        Self::from_params(algorithm, params)
     }
 
     pub fn algorithm(&self) -> Algorithm {
@@ -546,12 +544,7 @@ impl VerifyingKey {
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         match &self.key {
             Public::Hmac(k) => k.verify(message, signature),
-            Public::Rsa { n, e } => sig::RsaPublicKeyComponents { n, e }
-                .verify(self.algorithm.verification_params(), message, signature)
-                .is_ok(),
-            Public::Raw(bytes) => sig::UnparsedPublicKey::new(self.algorithm.verification(), bytes)
-                .verify(message, signature)
-                .is_ok(),
+            Public::Key { parsed, .. } => parsed.verify_sig(message, signature).is_ok(),
         }
     }
 
@@ -568,14 +561,16 @@ impl VerifyingKey {
             x: None,
             y: None,
         };
-        match &self.key {
-            Public::Hmac(_) => return None,
-            Public::Rsa { n, e } => {
+        let Public::Key { params, .. } = &self.key else {
+            return None;
+        };
+        match params {
+            Params::Rsa { n, e } => {
                 jwk.kty = "RSA".into();
                 jwk.n = Some(B64.encode(strip_zeros(n)));
                 jwk.e = Some(B64.encode(strip_zeros(e)));
             }
-            Public::Raw(bytes) if self.algorithm.family() == Family::Ecdsa => {
+            Params::Raw(bytes) if self.algorithm.family() == Family::Ecdsa => {
                 let coordinates = &bytes[1..];
                 let (x, y) = coordinates.split_at(coordinates.len() / 2);
                 jwk.kty = "EC".into();
@@ -583,7 +578,7 @@ impl VerifyingKey {
                 jwk.x = Some(B64.encode(x));
                 jwk.y = Some(B64.encode(y));
             }
-            Public::Raw(bytes) => {
+            Params::Raw(bytes) => {
                 jwk.kty = "OKP".into();
                 jwk.crv = Some("Ed25519".into());
                 jwk.x = Some(B64.encode(bytes));
@@ -609,24 +604,38 @@ impl VerifyingKey {
     }
 }
 
+/// Refuses a public key of the wrong size for its algorithm (every signature would fail later,
+/// with no word of why).
+fn check_shape(algorithm: Algorithm, params: &Params) -> Result<(), KeyError> {
+    let ok = match (params, algorithm.family()) {
+        (Params::Rsa { n, .. }, _) => {
+            let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+            (2048..=8192).contains(&bits)
+        }
+        (Params::Raw(point), Family::Ecdsa) => {
+            let coordinate = if algorithm == Algorithm::ES384 {
+                48
+            } else {
+                32
+            };
+            point.len() == 1 + 2 * coordinate && point[0] == 4
+        }
+        (Params::Raw(key), _) => key.len() == 32,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(rejected(
+            algorithm,
+            "the key has the wrong size (RSA: 2048 to 8192 bits)",
+        ))
+    }
+}
+
 fn strip_zeros(bytes: &[u8]) -> &[u8] {
     let start = bytes
         .iter()
         .position(|b| *b != 0)
         .unwrap_or(bytes.len().saturating_sub(1));
     &bytes[start..]
-}
-
-impl Algorithm {
-    fn verification_params(self) -> &'static sig::RsaParameters {
-        use Algorithm::*;
-        match self {
-            RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
-            RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
-            RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
-            PS256 => &sig::RSA_PSS_2048_8192_SHA256,
-            PS384 => &sig::RSA_PSS_2048_8192_SHA384,
-            _ => &sig::RSA_PSS_2048_8192_SHA512,
-        }
-    }
 }
