@@ -3,8 +3,11 @@
 use crate::config::{ConfigError, LogFormat, Settings};
 use crate::password::Hasher;
 use crate::server::{self, ServeError};
-use crate::service::{AuthService, ServiceError, SetupError, rfc3339};
+use crate::service::{
+    AuthService, JWKS_MAX_AGE, KEY_REFRESH, KeysError, ServiceError, SetupError, rfc3339,
+};
 use crate::store::{self, StoreError};
+use crate::token::Algorithm;
 use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -56,6 +59,39 @@ enum Command {
     /// Delete refresh tokens past their expiry, with their blacklist entries, and sessions
     /// whose last refresh token expired.
     FlushExpiredTokens,
+    /// Rotate the signing keys kept in the database: generate, activate, retire, export.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List the keys, oldest first, tab-separated, with a header: kid, algorithm, state
+    /// (pending, active, previous, retired), created, activated, and the last possible expiry
+    /// of a token it signed.
+    List,
+    /// Generate a key: published in the JWKS at once, signing only once activated.
+    Generate {
+        /// Default: the `algorithm` setting.
+        #[arg(long)]
+        algorithm: Option<Algorithm>,
+    },
+    /// Make a key the signing key (every instance within 5 s); the one before keeps verifying.
+    Activate {
+        kid: String,
+        /// Activate even though verifiers may not have fetched the key yet.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Stop publishing and trusting a key once no token it signed can still be valid.
+    Retire {
+        kid: String,
+        /// Retire now, though tokens it signed are still valid (their holders are logged out).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a key's private key (PEM; an HMAC secret in base64): keep it safe.
+    Export { kid: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +152,8 @@ pub enum CliError {
     Service(#[from] ServiceError),
     #[error(transparent)]
     Setup(#[from] SetupError),
+    #[error(transparent)]
+    Keys(#[from] KeysError),
     #[error(transparent)]
     Serve(#[from] ServeError),
     #[error("{0}")]
@@ -202,17 +240,22 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::User(command) => {
             let store = open_store(&cli.database).await?;
-            let service = AuthService::new(settings.jwt, store).await?;
+            let service = AuthService::admin(settings.jwt, store).await?;
             user_command(&service, command).await?;
         }
         Command::Session(command) => {
             let store = open_store(&cli.database).await?;
-            let service = AuthService::new(settings.jwt, store).await?;
+            let service = AuthService::admin(settings.jwt, store).await?;
             session_command(&service, command).await?;
+        }
+        Command::Keys(command) => {
+            let store = open_store(&cli.database).await?;
+            let service = AuthService::admin(settings.jwt, store).await?;
+            keys_command(&service, command).await?;
         }
         Command::FlushExpiredTokens => {
             let store = open_store(&cli.database).await?;
-            let service = AuthService::new(settings.jwt, store).await?;
+            let service = AuthService::admin(settings.jwt, store).await?;
             let deleted = service.flush_expired().await?;
             println!("deleted {} expired tokens", deleted.tokens);
             if deleted.sessions > 0 {
@@ -241,7 +284,9 @@ async fn serve(
     let service = AuthService::with_hasher(settings.jwt.clone(), store, hasher)
         .await?
         .with_login_limits(&settings.login);
-    let app = server::app(service.into(), settings);
+    let service = Arc::new(service);
+    tokio::spawn(service.clone().keep_keys_fresh());
+    let app = server::app(service, settings);
     // One signal stops both the public listeners and the metrics one.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -366,6 +411,46 @@ async fn user_command(service: &AuthService, command: UserCommand) -> Result<(),
                 );
             }
         }
+    }
+    Ok(())
+}
+
+async fn keys_command(service: &AuthService, command: KeysCommand) -> Result<(), CliError> {
+    match command {
+        KeysCommand::List => {
+            println!("kid\talgorithm\tstate\tcreated\tactivated\tlast_token_expiry");
+            let time = |t: Option<i64>| t.map_or("-".into(), rfc3339);
+            for key in service.list_keys().await? {
+                let kid = if key.kid.is_empty() { "-" } else { &key.kid };
+                println!(
+                    "{kid}\t{}\t{}\t{}\t{}\t{}",
+                    key.algorithm,
+                    key.state.as_str(),
+                    rfc3339(key.created_at),
+                    time(key.activated_at),
+                    time(key.last_expiry),
+                );
+            }
+        }
+        KeysCommand::Generate { algorithm } => {
+            let kid = service.generate_key(algorithm).await?;
+            println!(
+                "generated key {kid}: published now; activate it in {} s or later",
+                (JWKS_MAX_AGE + KEY_REFRESH).as_secs()
+            );
+        }
+        KeysCommand::Activate { kid, force } => {
+            service.activate_key(&kid, force).await?;
+            println!(
+                "key {kid} signs from now on (every instance within {} s)",
+                KEY_REFRESH.as_secs()
+            );
+        }
+        KeysCommand::Retire { kid, force } => {
+            service.retire_key(&kid, force).await?;
+            println!("key {kid} is retired: no longer published or trusted");
+        }
+        KeysCommand::Export { kid } => print!("{}", service.export_key(&kid).await?),
     }
     Ok(())
 }

@@ -7,9 +7,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use std::sync::Arc;
 
-/// How long verifiers may cache the key set.
-pub const JWKS_MAX_AGE: u64 = 300;
-
 /// `GET /.well-known/jwks.json`: RFC 7517's key set, never an HMAC secret (with HMAC keys
 /// alone it is empty), with an entity tag and `max-age`; 304 when the client has it.
 pub async fn jwks(State(service): State<Arc<AuthService>>, headers: HeaderMap) -> Response {
@@ -35,7 +32,7 @@ pub async fn jwks(State(service): State<Arc<AuthService>>, headers: HeaderMap) -
     headers.insert(header::ETAG, etag);
     headers.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE}"))
+        HeaderValue::from_str(&format!("public, max-age={}", published.max_age.as_secs()))
             .expect("digits are a header value"),
     );
     response

@@ -90,6 +90,41 @@ pub struct Outstanding {
     pub expires_at: i64,
 }
 
+/// A signing key kept in the database. Its state follows from its times: pending (published,
+/// not yet signing), active (signing), previous (verifying what it signed), retired (gone).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// Empty for an HMAC key whose tokens carry no kid.
+    pub kid: String,
+    pub algorithm: String,
+    /// PKCS#8 DER, or the HMAC secret.
+    pub private_key: Vec<u8>,
+    pub created_at: i64,
+    pub activated_at: Option<i64>,
+    pub deactivated_at: Option<i64>,
+    pub retired_at: Option<i64>,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("private_key", &"<secret>")
+            .field("created_at", &self.created_at)
+            .field("activated_at", &self.activated_at)
+            .field("deactivated_at", &self.deactivated_at)
+            .field("retired_at", &self.retired_at)
+            .finish()
+    }
+}
+
+impl StoredKey {
+    pub fn is_active(&self) -> bool {
+        self.activated_at.is_some() && self.deactivated_at.is_none() && self.retired_at.is_none()
+    }
+}
+
 /// A session: one login and every refresh token rotated from its token (a token family).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -241,6 +276,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The secret stored under `name`, storing `candidate` first if there is none yet. Every
     /// instance sharing the database ends up with the same value.
     async fn secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>>;
+
+    /// Every signing key kept, retired ones included, oldest first.
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>>;
+    /// Adds `key` (pending). With `activate_if_none` it is also made the active key, but only
+    /// when no key is active yet: of instances starting at once on an empty database, exactly
+    /// one key ends up active and the others' candidates are not kept. False when nothing was
+    /// added (the kid is taken, or a key is already active).
+    async fn add_signing_key(&self, key: StoredKey, activate_if_none: bool) -> Result<bool>;
+    /// Makes the unretired key `kid` the one that signs; the one that signed before stops at
+    /// `now` and keeps verifying. False when there is no such key.
+    async fn activate_signing_key(&self, kid: &str, now: i64) -> Result<bool>;
+    /// Retires the key `kid` (never the active one): it is no longer published or trusted.
+    /// False when there is no such unretired, inactive key.
+    async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool>;
 
     /// The failed logins on record for each of `keys`, in their order; a key with none, or
     /// whose record has expired, is `None`.

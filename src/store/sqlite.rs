@@ -15,7 +15,7 @@
 
 use super::{
     FailureCount, Flushed, Limit, Login, NewUser, Outstanding, PasswordHash, Refresh,
-    RefreshOutcome, Result, Session, Store, StoreError, User, issued_before,
+    RefreshOutcome, Result, Session, Store, StoreError, StoredKey, User, issued_before,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior};
@@ -37,6 +37,9 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("../../migrations/sqlite/0002_sessions.sql")),
         M::up(include_str!(
             "../../migrations/sqlite/0003_login_failures.sql"
+        )),
+        M::up(include_str!(
+            "../../migrations/sqlite/0004_signing_keys.sql"
         )),
     ])
 });
@@ -800,6 +803,97 @@ impl Store for SqliteStore {
             tx.query_row("SELECT value FROM secrets WHERE name = ?", [&name], |row| {
                 row.get(0)
             })
+        })
+        .await
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT kid, algorithm, private_key, created_at, activated_at, deactivated_at,
+                        retired_at
+                 FROM signing_keys ORDER BY created_at, kid",
+            )?
+            .query_map([], |row| {
+                Ok(StoredKey {
+                    kid: row.get(0)?,
+                    algorithm: row.get(1)?,
+                    private_key: row.get(2)?,
+                    created_at: row.get(3)?,
+                    activated_at: row.get(4)?,
+                    deactivated_at: row.get(5)?,
+                    retired_at: row.get(6)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    async fn add_signing_key(&self, key: StoredKey, activate_if_none: bool) -> Result<bool> {
+        self.write(move |tx| {
+            let active: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE active = 1)",
+                [],
+                |row| row.get(0),
+            )?;
+            if activate_if_none && active {
+                return Ok(false);
+            }
+            let activate = activate_if_none;
+            let added = tx.execute(
+                "INSERT INTO signing_keys
+                   (kid, algorithm, private_key, created_at, activated_at, active)
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kid) DO NOTHING",
+                (
+                    &key.kid,
+                    &key.algorithm,
+                    &key.private_key,
+                    key.created_at,
+                    activate.then_some(key.created_at),
+                    activate,
+                ),
+            )?;
+            Ok(added == 1)
+        })
+        .await
+    }
+
+    async fn activate_signing_key(&self, kid: &str, now: i64) -> Result<bool> {
+        let kid = kid.to_owned();
+        self.write(move |tx| {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE kid = ? AND retired_at IS NULL)",
+                [&kid],
+                |row| row.get(0),
+            )?;
+            if !exists {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE signing_keys SET active = 0, deactivated_at = ?
+                 WHERE active = 1 AND kid <> ?",
+                (now, &kid),
+            )?;
+            tx.execute(
+                "UPDATE signing_keys SET active = 1, deactivated_at = NULL,
+                   activated_at = COALESCE(activated_at, ?)
+                 WHERE kid = ?",
+                (now, &kid),
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool> {
+        let kid = kid.to_owned();
+        self.write(move |tx| {
+            let retired = tx.execute(
+                "UPDATE signing_keys SET retired_at = ?
+                 WHERE kid = ? AND active = 0 AND retired_at IS NULL",
+                (now, &kid),
+            )?;
+            Ok(retired == 1)
         })
         .await
     }

@@ -1,9 +1,11 @@
 //! Compact JWS: signing and reading tokens, and simplejwt's checks of what they claim.
 
 use super::claims::{ClaimsSeed, Written};
-use super::{Algorithm, ClaimNames, Claims, KeySet, TokenError, TokenType};
+use super::{Algorithm, ClaimNames, Claims, KeySet, TokenError, TokenType, VerifyingKey};
+use arc_swap::ArcSwap;
 use base64::{DecodeSliceError, Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use serde::de::DeserializeSeed;
+use std::sync::Arc;
 
 /// The longest signature of any algorithm we verify: RS512 with a 4096-bit key is 512 bytes
 /// (longer RSA keys fall back to the heap).
@@ -23,8 +25,9 @@ pub struct Validation {
 /// Signs and reads tokens with one set of keys and one set of claim names.
 #[derive(Debug)]
 pub struct TokenCodec {
-    /// A token with the exact header the signer writes needs no header parsing.
-    keys: KeySet,
+    /// A token with the exact header the signer writes needs no header parsing. Swapped whole
+    /// when the keys rotate; a token check holds the set it started with.
+    keys: ArcSwap<KeySet>,
     names: ClaimNames,
     validation: Validation,
 }
@@ -61,14 +64,19 @@ fn utf8(json: &[u8]) -> Result<&str, TokenError> {
 impl TokenCodec {
     pub fn new(keys: KeySet, names: ClaimNames, validation: Validation) -> Self {
         TokenCodec {
-            keys,
+            keys: ArcSwap::from_pointee(keys),
             names,
             validation,
         }
     }
 
-    pub fn keys(&self) -> &KeySet {
-        &self.keys
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.keys.load_full()
+    }
+
+    /// Signs and verifies with `keys` from now on (a rotation).
+    pub fn replace_keys(&self, keys: KeySet) {
+        self.keys.store(Arc::new(keys));
     }
 
     pub fn names(&self) -> &ClaimNames {
@@ -84,12 +92,13 @@ impl TokenCodec {
             issuer: self.validation.issuer.as_deref(),
         })
         .expect("claims always serialize");
-        let header = self.keys.header();
+        let keys = self.keys.load();
+        let header = keys.header();
         let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 96);
         token.push_str(header);
         token.push('.');
         B64.encode_string(payload, &mut token);
-        let signature = self.keys.signer().sign(token.as_bytes());
+        let signature = keys.signer().sign(token.as_bytes());
         token.push('.');
         B64.encode_string(signature, &mut token);
         token
@@ -100,10 +109,11 @@ impl TokenCodec {
     pub fn decode(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         let (signing_input, signature) = token.rsplit_once('.').ok_or(TokenError::Invalid)?;
         let (header, payload) = signing_input.split_once('.').ok_or(TokenError::Invalid)?;
-        let key = if header == self.keys.header() {
-            self.keys.own_verifier()
+        let keys = self.keys.load();
+        let key = if header == keys.header() {
+            keys.own_verifier()
         } else {
-            self.verifier_for(header)?
+            verifier_for(&keys, header)?
         };
         // Decoded on the stack: a token check allocates only the claims it keeps.
         let mut signature_bytes = [0u8; MAX_SIGNATURE];
@@ -163,23 +173,6 @@ impl TokenCodec {
         Ok(claims)
     }
 
-    /// The key for a header other than our own: the one its `kid` names (or without a kid,
-    /// the signer's), and only if that key is of the algorithm the header names (this is what
-    /// rejects `alg: none` and algorithm confusion); a header that asks for any extension is
-    /// refused. `jwk`, `jku`, `x5u` and `x5c` are never read.
-    fn verifier_for(&self, header: &str) -> Result<&super::VerifyingKey, TokenError> {
-        let json = B64.decode(header).map_err(|_| TokenError::Invalid)?;
-        // `from_str` also refuses anything but whitespace after the object.
-        let header: Header = serde_json::from_str(utf8(&json)?).map_err(|_| TokenError::Invalid)?;
-        if header.crit.0 {
-            return Err(TokenError::Invalid);
-        }
-        let alg: Algorithm = header.alg.parse().map_err(|_| TokenError::Invalid)?;
-        self.keys
-            .verifier(alg, header.kid.as_deref())
-            .ok_or(TokenError::Invalid)
-    }
-
     fn check_registered_claims(&self, c: &Claims, now: i64) -> Result<(), TokenError> {
         let leeway = self.validation.leeway;
         if c.exp.is_some_and(|exp| exp <= now - leeway) {
@@ -207,6 +200,22 @@ impl TokenCodec {
             Err(TokenError::Invalid)
         }
     }
+}
+
+/// The key for a header other than the signer's own: the one its `kid` names (or without a kid,
+/// see [`KeySet::verifier`]), and only if that key is of the algorithm the header names (this is
+/// what rejects `alg: none` and algorithm confusion); a header that asks for any extension is
+/// refused. `jwk`, `jku`, `x5u` and `x5c` are never read.
+fn verifier_for<'k>(keys: &'k KeySet, header: &str) -> Result<&'k VerifyingKey, TokenError> {
+    let json = B64.decode(header).map_err(|_| TokenError::Invalid)?;
+    // `from_str` also refuses anything but whitespace after the object.
+    let header: Header = serde_json::from_str(utf8(&json)?).map_err(|_| TokenError::Invalid)?;
+    if header.crit.0 {
+        return Err(TokenError::Invalid);
+    }
+    let alg: Algorithm = header.alg.parse().map_err(|_| TokenError::Invalid)?;
+    keys.verifier(alg, header.kid.as_deref())
+        .ok_or(TokenError::Invalid)
 }
 
 #[cfg(test)]

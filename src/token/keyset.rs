@@ -13,8 +13,9 @@ pub struct KeySet {
     verifier: VerifyingKey,
     /// The encoded header every token the signer signs carries.
     header: String,
-    /// Keys that verify but no longer (or not yet) sign, by kid.
-    others: Vec<(String, VerifyingKey)>,
+    /// Keys that verify but no longer (or not yet) sign, by kid; `None`: the key whose tokens
+    /// carry no kid (an HMAC key from before rotation).
+    others: Vec<(Option<String>, VerifyingKey)>,
 }
 
 impl KeySet {
@@ -42,8 +43,8 @@ impl KeySet {
         KeySet::new(signer, kid)
     }
 
-    /// Also verifies tokens whose header names `kid` with `key`.
-    pub fn verifying(mut self, kid: String, key: VerifyingKey) -> Self {
+    /// Also verifies tokens whose header names `kid` (or, for `None`, names none) with `key`.
+    pub fn verifying(mut self, kid: Option<String>, key: VerifyingKey) -> Self {
         self.others.retain(|(k, _)| *k != kid);
         self.others.push((kid, key));
         self
@@ -65,13 +66,17 @@ impl KeySet {
 
     /// The key that verifies a token whose header names `alg` and `kid`: the kid's key, which
     /// must be of that algorithm (no key is ever used for another algorithm: this is what stops
-    /// an RS256 public key being taken as an HS256 secret), or without a kid, the signer's if it
-    /// is of `alg` (simplejwt's tokens carry no kid).
+    /// an RS256 public key being taken as an HS256 secret). Without a kid (simplejwt's tokens):
+    /// the key whose tokens carry none, else the signer's.
     pub fn verifier(&self, alg: Algorithm, kid: Option<&str>) -> Option<&VerifyingKey> {
-        let key = match kid {
-            None => &self.verifier,
-            Some(kid) if Some(kid) == self.signer_kid.as_deref() => &self.verifier,
-            Some(kid) => &self.others.iter().find(|(k, _)| k == kid)?.1,
+        let key = if kid == self.signer_kid.as_deref() {
+            &self.verifier
+        } else {
+            match self.others.iter().find(|(k, _)| k.as_deref() == kid) {
+                Some((_, key)) => key,
+                None if kid.is_none() => &self.verifier,
+                None => return None,
+            }
         };
         (key.algorithm() == alg).then_some(key)
     }
@@ -82,7 +87,7 @@ impl KeySet {
         let others = self
             .others
             .iter()
-            .filter_map(|(kid, key)| key.jwk(Some(kid)));
+            .filter_map(|(kid, key)| key.jwk(kid.as_deref()));
         signer.into_iter().chain(others).collect()
     }
 }

@@ -357,3 +357,23 @@ fn bad_keys_stop_start_up_naming_the_setting() {
         assert!(stderr.contains(says), "{vars:?}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_generated_hmac_key_keeps_simplejwts_header_and_an_earlier_secret_keeps_working() {
+    // A database whose secret an earlier version generated (before keys had their own table).
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("test.sqlite3").display());
+    let store = handstamp::store::open(&url).await.unwrap();
+    let earlier = b"an earlier version's generated secret, 64 bytes long.............";
+    store.secret("signing_key", earlier).await.unwrap();
+    drop(store);
+
+    let s = TestServer::start_in(dir, |s| s.jwt.signing_key = None).await;
+    s.create_user("alice", PASSWORD).await;
+    let (_, access) = s.login("alice", PASSWORD).await;
+    assert_eq!(parts(&access).0, r#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = parts(&access).1;
+    let minted = craft(r#"{"alg":"HS256","typ":"JWT"}"#, &payload, earlier, "HS256");
+    assert_eq!(minted, access, "signed with the earlier secret");
+    assert_eq!(check_status(&s, &minted).await, 200);
+}
