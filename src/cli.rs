@@ -3,9 +3,7 @@
 use crate::config::{ConfigError, LogFormat, Settings};
 use crate::password::Hasher;
 use crate::server::{self, ServeError};
-use crate::service::{
-    AuthService, JWKS_MAX_AGE, KEY_REFRESH, KeysError, ServiceError, SetupError, rfc3339,
-};
+use crate::service::{AuthService, KEY_REFRESH, KeysError, ServiceError, SetupError, rfc3339};
 use crate::store::{self, StoreError};
 use crate::token::Algorithm;
 use clap::{Parser, Subcommand};
@@ -436,7 +434,7 @@ async fn keys_command(service: &AuthService, command: KeysCommand) -> Result<(),
             let kid = service.generate_key(algorithm).await?;
             println!(
                 "generated key {kid}: published now; activate it in {} s or later",
-                (JWKS_MAX_AGE + KEY_REFRESH).as_secs()
+                service.publication_lead()
             );
         }
         KeysCommand::Activate { kid, force } => {

@@ -40,6 +40,14 @@ pub struct JwtSettings {
     /// A PEM file holding the public key, instead of `verifying_key`.
     #[serde(deserialize_with = "opt_path")]
     pub verifying_key_file: Option<PathBuf>,
+    /// How long verifiers may cache `/.well-known/jwks.json`; a generated key is published at
+    /// least this long (plus one key refresh) before it signs.
+    #[serde(deserialize_with = "positive_duration")]
+    pub jwks_max_age: Duration,
+    /// Rotate the database's keys on this schedule (generate, publish, activate, retire); zero:
+    /// only by hand, with `handstamp keys`.
+    #[serde(deserialize_with = "super::duration")]
+    pub key_rotation: Duration,
     #[serde(deserialize_with = "opt_text")]
     pub audience: Option<String>,
     #[serde(deserialize_with = "opt_text")]
@@ -70,6 +78,8 @@ impl Default for JwtSettings {
             signing_key_file: None,
             verifying_key: None,
             verifying_key_file: None,
+            jwks_max_age: Duration::from_secs(5 * 60),
+            key_rotation: Duration::ZERO,
             audience: None,
             issuer: None,
             leeway: Duration::ZERO,
@@ -193,7 +203,26 @@ impl JwtSettings {
 
     /// The checks across keys: the keys for the algorithm, the header words.
     pub(super) fn check(&self) -> Result<(), ConfigError> {
-        self.keys()?;
+        if let Keys::Given(_) = self.keys()?
+            && !self.key_rotation.is_zero()
+        {
+            return Err(invalid(
+                "key_rotation",
+                "rotates the keys kept in the database; unset signing_key and signing_key_file",
+            ));
+        }
+        // Room for a key to be published, then sign, within one period.
+        let lead = self.jwks_max_age + crate::config::KEY_REFRESH;
+        if !self.key_rotation.is_zero() && self.key_rotation < lead * 2 {
+            return Err(invalid(
+                "key_rotation",
+                format!(
+                    "must be at least twice jwks_max_age plus {} s ({} s)",
+                    crate::config::KEY_REFRESH.as_secs(),
+                    (lead * 2).as_secs()
+                ),
+            ));
+        }
         if self.auth_header_types.is_empty()
             || self
                 .auth_header_types

@@ -27,6 +27,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::{fmt, time::Duration};
 
+/// How often an instance reads the database's signing keys again: a change made anywhere is in
+/// use everywhere within this.
+pub const KEY_REFRESH: Duration = Duration::from_secs(5);
+
 /// A setting that failed its check, named as the user wrote it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -16,13 +16,7 @@ use sha2::Digest;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How often an instance reads the key set again: a key generated, activated or retired on any
-/// instance (or by the CLI) is used by all of them within this.
-pub const KEY_REFRESH: Duration = Duration::from_secs(5);
-
-/// How long verifiers may cache the JWKS. A key must have been published at least this long
-/// (and one [`KEY_REFRESH`] more) before it may sign, so that no cache is without it.
-pub const JWKS_MAX_AGE: Duration = Duration::from_secs(300);
+pub use crate::config::KEY_REFRESH;
 
 /// Name of the generated HMAC secret of a deployment from before keys were kept in their own
 /// table: it becomes that table's first key.
@@ -38,14 +32,14 @@ pub struct PublishedKeys {
 }
 
 impl PublishedKeys {
-    fn of(keys: &KeySet) -> Self {
+    fn of(keys: &KeySet, max_age: Duration) -> Self {
         let json = serde_json::to_vec(&serde_json::json!({ "keys": keys.jwks() }))
             .expect("keys always serialize");
         let digest = sha2::Sha256::digest(&json);
         PublishedKeys {
             json: json.into(),
             etag: format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest[..16])),
-            max_age: JWKS_MAX_AGE,
+            max_age,
         }
     }
 }
@@ -150,7 +144,7 @@ impl Keys {
         first: bool,
     ) -> Result<(KeySet, Keys), SetupError> {
         if let GivenKeys::Given(set) = settings.keys()? {
-            let keys = Keys::new(true, Vec::new(), &set);
+            let keys = Keys::new(true, Vec::new(), &set, settings.jwks_max_age);
             return Ok((*set, keys));
         }
         let mut stored = store.signing_keys().await?;
@@ -159,7 +153,7 @@ impl Keys {
                 let mut secret = [0u8; 64];
                 rand::rngs::OsRng.fill_bytes(&mut secret);
                 let set = KeySet::new(SigningKey::hmac(Algorithm::HS512, &secret), None);
-                let keys = Keys::new(false, stored, &set);
+                let keys = Keys::new(false, stored, &set, settings.jwks_max_age);
                 return Ok((set, keys));
             }
             let first = first_key(settings.algorithm, store).await?;
@@ -176,15 +170,15 @@ impl Keys {
                  signing; to change, `handstamp keys generate --algorithm ...` then `keys activate`"
             );
         }
-        let keys = Keys::new(false, stored, &set);
+        let keys = Keys::new(false, stored, &set, settings.jwks_max_age);
         Ok((set, keys))
     }
 
-    fn new(from_settings: bool, seen: Vec<StoredKey>, set: &KeySet) -> Keys {
+    fn new(from_settings: bool, seen: Vec<StoredKey>, set: &KeySet, max_age: Duration) -> Keys {
         Keys {
             from_settings,
             seen: Mutex::new(seen),
-            published: arc_swap::ArcSwap::from_pointee(PublishedKeys::of(set)),
+            published: arc_swap::ArcSwap::from_pointee(PublishedKeys::of(set, max_age)),
         }
     }
 }
@@ -289,7 +283,10 @@ impl AuthService {
             return Ok(false);
         }
         let set = key_set(&stored)?;
-        self.keys.published.store(Arc::new(PublishedKeys::of(&set)));
+        let max_age = self.settings.jwks_max_age;
+        self.keys
+            .published
+            .store(Arc::new(PublishedKeys::of(&set, max_age)));
         self.codec.replace_keys(set);
         *self.keys.seen.lock().expect("never poisoned") = stored;
         Ok(true)
@@ -302,6 +299,9 @@ impl AuthService {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
+            if let Err(error) = self.rotate_on_schedule().await {
+                tracing::warn!(%error, "key rotation failed; trying again");
+            }
             match self.refresh_keys().await {
                 Ok(true) => tracing::info!("signing keys changed; using the new set"),
                 Ok(false) => {}
@@ -354,7 +354,7 @@ impl AuthService {
         self.stored_keys_in_use()?;
         let key = self.stored_key(kid).await?;
         let now = token::now();
-        let needed = (JWKS_MAX_AGE + KEY_REFRESH).as_secs() as i64;
+        let needed = self.publication_lead();
         let published = now - key.created_at;
         if !force && key.activated_at.is_none() && published < needed {
             return Err(KeysError::TooSoon {
@@ -418,6 +418,57 @@ impl AuthService {
             return Err(KeysError::Retired(kid.to_owned()));
         }
         Ok(key)
+    }
+
+    /// How long a key is published before it may sign: the JWKS max-age and one key refresh.
+    pub fn publication_lead(&self) -> i64 {
+        (self.settings.jwks_max_age + KEY_REFRESH).as_secs() as i64
+    }
+
+    /// With `key_rotation`: generates a key once the active one is due within the publication
+    /// lead, activates it once it has been published that long and the active one is due, and
+    /// retires keys no token can carry any more. Every instance runs it; the store's rules keep
+    /// one key active whoever acts.
+    async fn rotate_on_schedule(&self) -> Result<(), KeysError> {
+        let period = self.settings.key_rotation.as_secs() as i64;
+        if self.keys.from_settings || period == 0 {
+            return Ok(());
+        }
+        let now = token::now();
+        let lead = self.publication_lead();
+        let stored = self.store.signing_keys().await?;
+        let Some(active) = stored.iter().find(|k| k.is_active()) else {
+            return Ok(());
+        };
+        let due = active.activated_at.unwrap_or(active.created_at) + period;
+        let pending = stored
+            .iter()
+            .filter(|k| KeyState::of(k) == KeyState::Pending)
+            .min_by_key(|k| k.created_at);
+        match pending {
+            None if now >= due - lead => {
+                let algorithm = signing_key(active)?.algorithm();
+                let key = new_key(algorithm, now)?;
+                tracing::info!(kid = %key.kid, "key rotation: generated the next signing key");
+                self.store.add_signing_key(key, false).await?;
+            }
+            Some(next) if now >= due && now >= next.created_at + lead => {
+                tracing::info!(kid = %next.kid, "key rotation: the next key signs from now on");
+                self.store.activate_signing_key(&next.kid, now).await?;
+            }
+            _ => {}
+        }
+        let lifetime = self.longest_lifetime();
+        for key in stored
+            .iter()
+            .filter(|k| KeyState::of(k) == KeyState::Previous)
+        {
+            if key.deactivated_at.is_some_and(|at| at + lifetime <= now) {
+                tracing::info!(kid = %key.kid, "key rotation: retired a key no token can carry");
+                self.store.retire_signing_key(&key.kid, now).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The longest a token a key signed stays valid.

@@ -23,7 +23,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 mod keys;
 
-pub use keys::{JWKS_MAX_AGE, KEY_REFRESH, KeyState, KeysError, ListedKey, PublishedKeys};
+pub use keys::{KEY_REFRESH, KeyState, KeysError, ListedKey, PublishedKeys};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

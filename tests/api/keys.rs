@@ -377,3 +377,46 @@ async fn a_generated_hmac_key_keeps_simplejwts_header_and_an_earlier_secret_keep
     assert_eq!(minted, access, "signed with the earlier secret");
     assert_eq!(check_status(&s, &minted).await, 200);
 }
+
+#[tokio::test]
+async fn keys_rotate_on_their_schedule() {
+    // The shortest schedule allowed: a key is published for the max-age plus one refresh (6 s)
+    // before it signs, so a period of 12 s.
+    let s = TestServer::start_with(|s| {
+        s.jwt.algorithm = Algorithm::EdDSA;
+        s.jwt.signing_key = None;
+        s.jwt.jwks_max_age = std::time::Duration::from_secs(1);
+        s.jwt.key_rotation = std::time::Duration::from_secs(12);
+    })
+    .await;
+    s.create_user("alice", PASSWORD).await;
+    let (_, first) = s.login("alice", PASSWORD).await;
+    let old = header(&first)["kid"].clone();
+    let started = std::time::Instant::now();
+    let mut published_first = false;
+    loop {
+        let kids: Vec<Value> = jwks(&s).await["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].clone())
+            .collect();
+        let (_, access) = s.login("alice", PASSWORD).await;
+        let signing = header(&access)["kid"].clone();
+        if signing != old {
+            assert!(
+                published_first,
+                "the new key signed before it was published"
+            );
+            break;
+        }
+        published_first |= kids.len() == 2;
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no rotation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    // What the old key signed keeps verifying.
+    assert_eq!(check_status(&s, &first).await, 200);
+}
