@@ -277,7 +277,11 @@ async fn serve(
         Some(addr) => server::bind(std::slice::from_ref(addr)).await?.pop(),
         None => None,
     };
-    let store = open_writable(database).await?;
+    // A verify-only instance (jwk_url) has no database.
+    let store: Arc<dyn store::Store> = match settings.jwt.jwk_url {
+        Some(_) => Arc::new(store::NoStore),
+        None => open_writable(database).await?,
+    };
     let hasher = Hasher::with_queue(settings.server.password_queue);
     let service = AuthService::with_hasher(settings.jwt.clone(), store, hasher)
         .await?
@@ -352,7 +356,9 @@ async fn check_serve(settings: &Settings, url: &str) -> Result<(), CliError> {
         let message = format!("static directory {dir} (for {prefix}): {problem}");
         return Err(CliError::Input(message));
     }
-    open_writable(url).await?;
+    if settings.jwt.jwk_url.is_none() {
+        open_writable(url).await?;
+    }
     Ok(())
 }
 

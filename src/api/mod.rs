@@ -71,6 +71,17 @@ pub struct ApiRoute {
 }
 
 impl ApiRoute {
+    /// Whether a verify-only instance (`jwk_url`, no database, no key of its own) serves it:
+    /// the health checks alone; every token endpoint, `/me`, the sessions and the JWKS answer 404.
+    pub fn on_verify_only(&self) -> bool {
+        matches!(self.endpoint, Endpoint::Healthz | Endpoint::Readyz)
+    }
+
+    /// Whether `service` serves this route.
+    pub fn served_by(&self, service: &AuthService) -> bool {
+        !service.is_verify_only() || self.on_verify_only()
+    }
+
     /// The path without its trailing slash.
     pub fn bare(&self) -> &'static str {
         &self.path[..self.path.len() - 1]
@@ -163,7 +174,7 @@ pub static ROUTES: [ApiRoute; 10] = [
 
 fn routes(service: Arc<AuthService>, others: Option<Arc<dyn Readiness>>) -> Router {
     let mut router = Router::new();
-    for route in &ROUTES {
+    for route in ROUTES.iter().filter(|route| route.served_by(&service)) {
         let handlers = methods(route.endpoint, &others);
         router = router
             .route(route.bare(), handlers.clone())

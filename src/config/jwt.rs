@@ -40,6 +40,10 @@ pub struct JwtSettings {
     /// A PEM file holding the public key, instead of `verifying_key`.
     #[serde(deserialize_with = "opt_path")]
     pub verifying_key_file: Option<PathBuf>,
+    /// Another instance's `/.well-known/jwks.json` (simplejwt's `JWK_URL`): this instance then
+    /// only verifies tokens, with the keys fetched from there, and needs no database.
+    #[serde(deserialize_with = "opt_text")]
+    pub jwk_url: Option<String>,
     /// How long verifiers may cache `/.well-known/jwks.json`; a generated key is published at
     /// least this long (plus one key refresh) before it signs.
     #[serde(deserialize_with = "positive_duration")]
@@ -78,6 +82,7 @@ impl Default for JwtSettings {
             signing_key_file: None,
             verifying_key: None,
             verifying_key_file: None,
+            jwk_url: None,
             jwks_max_age: Duration::from_secs(5 * 60),
             key_rotation: Duration::ZERO,
             audience: None,
@@ -203,6 +208,29 @@ impl JwtSettings {
 
     /// The checks across keys: the keys for the algorithm, the header words.
     pub(super) fn check(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.jwk_url {
+            let uri: Result<axum::http::Uri, _> = url.parse();
+            if !uri.is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https"))) {
+                return Err(invalid(
+                    "jwk_url",
+                    format!("{url:?}: expected an http:// or https:// URL"),
+                ));
+            }
+            let given = [
+                ("signing_key", self.signing_key.is_some()),
+                ("signing_key_file", self.signing_key_file.is_some()),
+                ("verifying_key", self.verifying_key.is_some()),
+                ("verifying_key_file", self.verifying_key_file.is_some()),
+                ("key_rotation", !self.key_rotation.is_zero()),
+            ];
+            if let Some((setting, _)) = given.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    setting,
+                    "a verify-only instance (jwk_url) takes its keys from the JWKS alone",
+                ));
+            }
+            return Ok(());
+        }
         if let Keys::Given(_) = self.keys()?
             && !self.key_rotation.is_zero()
         {
@@ -275,5 +303,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("acess_token_lifetime"), "{err}");
+    }
+
+    #[test]
+    fn a_verify_only_instance_takes_no_keys_of_its_own() {
+        let s =
+            from_toml("[jwt]\njwk_url = \"https://auth.example/.well-known/jwks.json\"\n").unwrap();
+        assert!(s.jwt.jwk_url.is_some());
+        for (extra, setting) in [
+            (
+                "signing_key = \"0123456789abcdef0123456789abcdef\"",
+                "`signing_key`",
+            ),
+            ("key_rotation = \"30d\"", "`key_rotation`"),
+        ] {
+            let text = format!("[jwt]\njwk_url = \"https://a.example/j\"\n{extra}\n");
+            let err = from_toml(&text).unwrap_err().to_string();
+            assert!(err.contains(setting), "{err}");
+        }
+        let err = from_toml("[jwt]\njwk_url = \"ftp://a.example/j\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`jwk_url`"), "{err}");
     }
 }

@@ -45,14 +45,15 @@ impl HotRoutes {
     pub fn new(service: Arc<AuthService>, check_user: bool) -> Self {
         let forward_auth = (Method::GET, FORWARD_AUTH, Endpoint::ForwardAuth);
         let api = api::ROUTES.iter().flat_map(|route| {
-            let hot = route.hot.as_ref()?;
+            let hot = route.hot.as_ref().filter(|_| route.served_by(&service))?;
             let endpoint = Endpoint::Api(hot.answer);
             Some([route.path, route.bare()].map(|path| (hot.method.clone(), path, endpoint)))
         });
+        let routes = std::iter::once(forward_auth).chain(api.flatten()).collect();
         HotRoutes {
             service,
             check_user,
-            routes: std::iter::once(forward_auth).chain(api.flatten()).collect(),
+            routes,
         }
     }
 

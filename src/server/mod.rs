@@ -48,6 +48,12 @@ pub type App = Front<Router>;
 /// gateway (static files, upstreams, forward-auth), and the layers around them. Starts the
 /// upstreams' health checks.
 pub fn app(service: Arc<AuthService>, settings: &Settings) -> App {
+    // A verify-only instance (jwk_url) has no users to load: the token alone decides.
+    let mut settings = settings.clone();
+    if service.is_verify_only() {
+        settings.server.check_user = false;
+    }
+    let settings = &settings;
     let gateway = Gateway::new(settings);
     gateway.start_health_checks();
     let readiness: Arc<dyn crate::http::Readiness> = Arc::new(gateway.clone());

@@ -5,6 +5,7 @@
 //! restart. A key is published (JWKS) from the moment it is generated, signs only once
 //! activated, and keeps verifying after it stops signing until it is retired.
 
+use super::remote::{self, Remote};
 use super::{AuthService, SetupError, rfc3339};
 use crate::config::{JwtSettings, Keys as GivenKeys};
 use crate::store::{Store, StoreError, StoredKey};
@@ -125,10 +126,12 @@ pub struct ListedKey {
     pub last_expiry: Option<i64>,
 }
 
-/// The keys of one service: given, or kept in the database (and what of them it last read).
+/// The keys of one service: given, kept in the database (and what of them it last read), or
+/// fetched from another instance's JWKS (a verify-only instance).
 #[derive(Debug)]
 pub(super) struct Keys {
     from_settings: bool,
+    pub(super) remote: Option<Remote>,
     /// What the last read of the database found, to tell whether anything changed.
     seen: Mutex<Vec<StoredKey>>,
     published: arc_swap::ArcSwap<PublishedKeys>,
@@ -143,6 +146,12 @@ impl Keys {
         store: &dyn Store,
         first: bool,
     ) -> Result<(KeySet, Keys), SetupError> {
+        if let Some(url) = &settings.jwk_url {
+            let set = remote::verify_only_set();
+            let mut keys = Keys::new(true, Vec::new(), &set, settings.jwks_max_age);
+            keys.remote = Some(Remote::new(url.clone())?);
+            return Ok((set, keys));
+        }
         if let GivenKeys::Given(set) = settings.keys()? {
             let keys = Keys::new(true, Vec::new(), &set, settings.jwks_max_age);
             return Ok((*set, keys));
@@ -177,6 +186,7 @@ impl Keys {
     fn new(from_settings: bool, seen: Vec<StoredKey>, set: &KeySet, max_age: Duration) -> Keys {
         Keys {
             from_settings,
+            remote: None,
             seen: Mutex::new(seen),
             published: arc_swap::ArcSwap::from_pointee(PublishedKeys::of(set, max_age)),
         }
@@ -295,6 +305,9 @@ impl AuthService {
     /// Runs [`refresh_keys`](Self::refresh_keys) every [`KEY_REFRESH`], for as long as the
     /// service lives; a failed read is logged and tried again next time.
     pub async fn keep_keys_fresh(self: Arc<Self>) {
+        if let Some(remote) = &self.keys.remote {
+            return self.keep_remote_keys_fresh(remote).await;
+        }
         let mut ticks = tokio::time::interval(KEY_REFRESH);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -308,6 +321,60 @@ impl AuthService {
                 Err(error) => tracing::warn!(%error, "cannot read the signing keys"),
             }
         }
+    }
+
+    /// A verify-only instance's loop: fetch, keep the set for its max-age (or until a token
+    /// names an unknown kid), fetch again; on failure go on with the last good set.
+    async fn keep_remote_keys_fresh(&self, remote: &Remote) {
+        loop {
+            let wait = match remote.fetch().await {
+                Ok((set, keep)) => {
+                    if !remote
+                        .fetched
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+                    {
+                        tracing::info!(url = %remote.url, "verifying with the fetched key set");
+                    }
+                    self.codec.replace_keys(set);
+                    keep
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "keeping the last key set");
+                    Remote::retry()
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = remote.nudged.notified() => {}
+            }
+        }
+    }
+
+    /// Whether this instance only verifies, with keys fetched from `jwk_url`.
+    pub fn is_verify_only(&self) -> bool {
+        self.keys.remote.is_some()
+    }
+
+    /// On a verify-only instance, a token naming a kid the set lacks asks for an early fetch.
+    pub(super) fn note_unknown_kid(&self, token: &str) {
+        if let Some(remote) = &self.keys.remote
+            && self.codec.names_unknown_kid(token)
+        {
+            remote.nudge(token::now());
+        }
+    }
+
+    /// A verify-only instance is ready once it has a key set.
+    pub(super) fn remote_ready(&self) -> Option<Result<(), StoreError>> {
+        let remote = self.keys.remote.as_ref()?;
+        Some(
+            if remote.fetched.load(std::sync::atomic::Ordering::Relaxed) {
+                Ok(())
+            } else {
+                let cause = std::io::Error::other(format!("no key set from {} yet", remote.url));
+                Err(StoreError::Unavailable(Arc::new(cause)))
+            },
+        )
     }
 
     fn stored_keys_in_use(&self) -> Result<(), KeysError> {

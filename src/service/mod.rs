@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 mod keys;
+mod remote;
 
 pub use keys::{KEY_REFRESH, KeyState, KeysError, ListedKey, PublishedKeys};
 
@@ -175,6 +176,8 @@ pub enum SetupError {
     Config(#[from] ConfigError),
     #[error("cannot generate a signing key: {0}")]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    Remote(#[from] remote::FetchError),
 }
 
 #[derive(Debug)]
@@ -432,8 +435,13 @@ impl AuthService {
 
     /// Validates an access token in memory: the hot path of every protected request.
     pub fn authenticate(&self, access_token: &str) -> Result<Claims, TokenError> {
-        self.codec
-            .validate(access_token, Some(TokenType::Access), token::now())
+        let claims = self
+            .codec
+            .validate(access_token, Some(TokenType::Access), token::now());
+        if claims == Err(TokenError::Invalid) {
+            self.note_unknown_kid(access_token);
+        }
+        claims
     }
 
     /// Authenticates an `Authorization` header value without touching the database.
@@ -467,6 +475,9 @@ impl AuthService {
 
     /// Whether the database answers and takes writes (`/readyz`; see [`Store::ping`]).
     pub async fn ping(&self) -> Result<()> {
+        if let Some(ready) = self.remote_ready() {
+            return Ok(ready?);
+        }
         Ok(self.store.ping().await?)
     }
 

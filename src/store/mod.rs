@@ -6,9 +6,11 @@
 
 #[cfg(test)]
 pub(crate) mod contract;
+mod none;
 mod sqlite;
 mod throttle;
 
+pub use none::NoStore;
 pub use sqlite::SqliteStore;
 pub use throttle::{FailureCount, Limit};
 

@@ -74,6 +74,20 @@ impl TokenCodec {
         self.keys.load_full()
     }
 
+    /// Whether `token`'s header names a kid none of the keys has.
+    pub fn names_unknown_kid(&self, token: &str) -> bool {
+        let Some(header) = token.split('.').next() else {
+            return false;
+        };
+        let Ok(json) = B64.decode(header) else {
+            return false;
+        };
+        match serde_json::from_slice::<Header>(&json) {
+            Ok(Header { kid: Some(kid), .. }) => !self.keys.load().knows(&kid),
+            _ => false,
+        }
+    }
+
     /// Signs and verifies with `keys` from now on (a rotation).
     pub fn replace_keys(&self, keys: KeySet) {
         self.keys.store(Arc::new(keys));

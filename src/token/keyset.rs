@@ -81,6 +81,12 @@ impl KeySet {
         (key.algorithm() == alg).then_some(key)
     }
 
+    /// Whether some key of the set goes by `kid`.
+    pub fn knows(&self, kid: &str) -> bool {
+        self.signer_kid.as_deref() == Some(kid)
+            || self.others.iter().any(|(k, _)| k.as_deref() == Some(kid))
+    }
+
     /// The public keys to publish (RFC 7517): the signer's and the others', never an HMAC secret.
     pub fn jwks(&self) -> Vec<Jwk> {
         let signer = self.verifier.jwk(self.signer_kid.as_deref());

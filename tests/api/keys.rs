@@ -420,3 +420,81 @@ async fn keys_rotate_on_their_schedule() {
     // What the old key signed keeps verifying.
     assert_eq!(check_status(&s, &first).await, 200);
 }
+
+#[tokio::test]
+async fn a_verify_only_instance_follows_another_instances_keys() {
+    let issuer = TestServer::start_with(|s| {
+        s.jwt.algorithm = Algorithm::ES256;
+        s.jwt.signing_key = None;
+    })
+    .await;
+    issuer.create_user("alice", PASSWORD).await;
+    let (_, before) = issuer.login("alice", PASSWORD).await;
+    let url = issuer.url("/.well-known/jwks.json");
+    let verifier = TestServer::start_with(move |s| {
+        s.jwt.signing_key = None;
+        s.jwt.jwk_url = Some(url);
+    })
+    .await;
+
+    // Ready once it has the set; then the issuer's tokens pass, forged ones do not.
+    let ready = std::time::Instant::now();
+    while verifier
+        .client
+        .get(verifier.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(
+            ready.elapsed() < std::time::Duration::from_secs(10),
+            "never ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(check_status(&verifier, &before).await, 200);
+    let mut forged = before.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    assert_eq!(check_status(&verifier, &forged).await, 401);
+    // It signs nothing and has no database: the token endpoints, /me and the JWKS are not there.
+    for path in ["/api/token/", "/api/token/refresh/", "/api/token/verify/"] {
+        let r = verifier.post(path, json!({})).await;
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    assert_eq!(
+        verifier
+            .get_bearer("/api/users/me/", &before)
+            .await
+            .status(),
+        404
+    );
+    let r = verifier
+        .client
+        .get(verifier.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // The issuer rotates: a token of the new key makes the verifier fetch the set early.
+    let kid = issuer.service.generate_key(None).await.unwrap();
+    issuer.service.activate_key(&kid, true).await.unwrap();
+    assert!(issuer.service.refresh_keys().await.unwrap());
+    let (_, after) = issuer.login("alice", PASSWORD).await;
+    assert_eq!(header(&after)["kid"], kid.as_str());
+    let picked = std::time::Instant::now();
+    while check_status(&verifier, &after).await != 200 {
+        assert!(
+            picked.elapsed() < std::time::Duration::from_secs(5),
+            "rotated key not fetched"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The issuer goes away: the last good set goes on verifying.
+    issuer.stop().await;
+    assert_eq!(check_status(&verifier, &before).await, 200);
+    assert_eq!(check_status(&verifier, &after).await, 200);
+}

@@ -54,7 +54,10 @@ impl TestServer {
         settings.jwt.signing_key = Some(Secret(KEY.into()));
         tweak(&mut settings);
         let url = format!("sqlite://{}", database.display());
-        let store = store::open(&url).await.unwrap();
+        let store = match settings.jwt.jwk_url {
+            Some(_) => Arc::new(store::NoStore),
+            None => store::open(&url).await.unwrap(),
+        };
         let hasher = Hasher::with_queue(settings.server.password_queue);
         let service = AuthService::with_hasher(settings.jwt.clone(), store, hasher);
         let service = Arc::new(service.await.unwrap().with_login_limits(&settings.login));
