@@ -2,18 +2,24 @@
 """Instructions per request of one route under callgrind: noise-free where wrk is not (a busy
 machine, other processes on the server's CPU), so an A/B of a small change shows up.
 
-    callgrind.py BINARY [PATH] [REQUESTS]      PATH default /api/auth/check, REQUESTS 2000
+    callgrind.py [--algorithm ALG] BINARY [PATH] [REQUESTS]   PATH default /api/auth/check, REQUESTS 2000
 
 Runs BINARY serve under valgrind with instrumentation off, with a user `bench` and an access token of
-theirs (Bearer, GET; `HANDSTAMP_*` settings of the caller's environment apply, e.g.
-HANDSTAMP_CHECK_USER=false), on one keep-alive connection: 200 requests to warm up, then
-instrumentation on, REQUESTS requests, a dump. Prints `CALLGRIND path=... requests=N
-instructions_per_request=X` (all threads, the access log included). Every answer must be a 200.
-Standard library only.
+theirs (`HANDSTAMP_*` settings of the caller's environment apply, e.g. HANDSTAMP_CHECK_USER=false),
+on one keep-alive connection: 200 requests to warm up, then instrumentation on, REQUESTS requests, a
+dump. The token goes as Bearer in a GET, or for /api/token/verify/ as `{"token": ...}` in a POST.
+Prints `CALLGRIND path=... algorithm=... requests=N instructions_per_request=X` (all threads, the
+access log included). Every answer must be a 200.
+
+The token is HS256, minted with a fixed key; with --algorithm (ES256, EdDSA, RS256, ...) handstamp
+signs with a key made by `openssl genpkey` (bench/openssl_key.sh, `signing_key_file`) and the token
+comes from a login over HTTP (one password hash, before instrumentation starts). Standard library only.
 """
 
+import argparse
 import glob
 import http.client
+import json
 import os
 import re
 import socket
@@ -33,29 +39,48 @@ def free_port():
         return s.getsockname()[1]
 
 
+def post(conn, path, body):
+    """(status, body bytes) of a JSON POST."""
+    conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
 def requests(conn, path, token, count):
     for _ in range(count):
-        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
-        response = conn.getresponse()
-        body = response.read()
-        if response.status != 200:
-            sys.exit(f"{path}: {response.status} {body!r}")
+        if path.rstrip("/") == "/api/token/verify":
+            status, body = post(conn, path, {"token": token})
+        else:
+            conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+            response = conn.getresponse()
+            status, body = response.status, response.read()
+        if status != 200:
+            sys.exit(f"{path}: {status} {body!r}")
 
 
 def main():
-    if not 2 <= len(sys.argv) <= 4:
-        sys.exit(__doc__)
-    binary = os.path.abspath(sys.argv[1])
-    path = sys.argv[2] if len(sys.argv) > 2 else "/api/auth/check"
-    count = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
+    parser = argparse.ArgumentParser(usage=__doc__)
+    parser.add_argument("--algorithm", help="a public-key algorithm (default: HS256, minted tokens)")
+    parser.add_argument("binary")
+    parser.add_argument("path", nargs="?", default="/api/auth/check")
+    parser.add_argument("requests", nargs="?", type=int, default=2000)
+    args = parser.parse_args()
+    binary, path, count = os.path.abspath(args.binary), args.path, args.requests
     with tempfile.TemporaryDirectory() as work:
-        env = dict(os.environ, HANDSTAMP_DATABASE_URL=f"sqlite://{work}/hs.sqlite3",
-                   HANDSTAMP_SIGNING_KEY=KEY)
+        env = dict(os.environ, HANDSTAMP_DATABASE_URL=f"sqlite://{work}/hs.sqlite3")
+        if args.algorithm:
+            subprocess.run(["bash", f"{HERE}/openssl_key.sh", args.algorithm, f"{work}/key.pem",
+                            f"{work}/public.pem"], check=True)
+            env.update(HANDSTAMP_ALGORITHM=args.algorithm, HANDSTAMP_SIGNING_KEY_FILE=f"{work}/key.pem")
+        else:
+            env.update(HANDSTAMP_SIGNING_KEY=KEY)
         created = subprocess.run([binary, "user", "create", "bench", "--password-stdin"], input="pw\n",
                                  env=env, cwd=work, capture_output=True, text=True, check=True).stdout
         user_id = re.search(r"\(id (\d+)\)", created).group(1)
-        token = subprocess.run([sys.executable, f"{HERE}/mint_refresh.py", "--access", KEY, user_id],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        token = None
+        if not args.algorithm:
+            token = subprocess.run([sys.executable, f"{HERE}/mint_refresh.py", "--access", KEY, user_id],
+                                   capture_output=True, text=True, check=True).stdout.strip()
         port = free_port()
         out = f"{work}/callgrind.out"
         with open(f"{work}/server.log", "w") as log:
@@ -75,6 +100,11 @@ def main():
                     if server.poll() is not None or time.monotonic() > deadline:
                         sys.exit(open(f"{work}/server.log").read()[-2000:])
                     time.sleep(0.2)
+            if token is None:
+                status, body = post(conn, "/api/token/", {"username": "bench", "password": "pw"})
+                if status != 200:
+                    sys.exit(f"login: {status} {body!r}")
+                token = json.loads(body)["access"]
             requests(conn, path, token, WARM_UP)
             control = lambda what: subprocess.run(["callgrind_control", what, str(server.pid)],
                                                   check=True, capture_output=True)
@@ -86,7 +116,8 @@ def main():
                 if line.startswith(("summary:", "totals:")):
                     total = int(line.split()[1])
                     break
-            print(f"CALLGRIND path={path} requests={count} instructions_per_request={total / count:.0f}")
+            print(f"CALLGRIND path={path} algorithm={args.algorithm or 'HS256'} requests={count}"
+                  f" instructions_per_request={total / count:.0f}")
         finally:
             server.terminate()
             server.wait()

@@ -16,10 +16,16 @@ from collections import defaultdict
 
 SERVERS = ("hs", "naive", "django")
 HEADERS = {"hs": "handstamp", "naive": "naive Rust", "django": "Django"}
+# The public-key verify rows, scenario verify_<lowercase name> (run.sh's PUBLIC_KEY_ALG).
+PUBLIC_KEY_ALGORITHMS = ("ES256", "EdDSA", "RS256")
 
 # scenario -> (row label, the value a row compares, how rounds combine)
 ROWS = {
     "verify": ("verify: `POST /api/token/verify/` (naive `/verify`)", "rps", statistics.fmean),
+    **{f"verify_{alg.lower()}": (f"verify {alg}: `POST /api/token/verify/` with handstamp's {alg} access"
+                                f" token (naive `/verify`: jsonwebtoken, the same public key)", "rps",
+                                statistics.fmean)
+       for alg in PUBLIC_KEY_ALGORITHMS},
     "stateless": ("stateless protected: `GET /api/auth/check`, `check_user = false` (naive `/check`)", "rps",
                   statistics.fmean),
     "checked": ("forward-auth with the user: `GET /api/auth/check`, `check_user = true` (naive `/check`; "
@@ -128,6 +134,8 @@ def targets(res):
     for scenario in ("verify", "stateless"):
         at_least(f"{scenario} ≥ 1.0× naive", res.ratio(scenario, "naive"), 1.0, fmt_ratio)
         at_least(f"{scenario} ≥ 200× Django", res.ratio(scenario, "django"), 200, fmt_ratio)
+    for alg in PUBLIC_KEY_ALGORITHMS:
+        at_least(f"verify {alg} ≥ 1.0× naive", res.ratio(f"verify_{alg.lower()}", "naive"), 1.0, fmt_ratio)
     at_least("me ≥ 0.7× naive `/check`", res.ratio("me", "naive"), 0.7, fmt_ratio)
     at_least("refresh ≥ 100× Django", res.ratio("refresh", "django"), 100, fmt_ratio)
     at_least("login ≥ 0.9× hash rate", res.ratio("login", "naive"), 0.9, fmt_ratio)

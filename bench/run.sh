@@ -17,7 +17,7 @@ DURATION_S=10
 MODE=full
 # The request scenarios, in order; --only picks some (and then skips the login flood, peak RSS and
 # start-up), --servers some servers: for an A/B of a few rows without the full run.
-SCENARIOS=(verify stateless checked me ceiling refresh login)
+SCENARIOS=(verify verify_es256 verify_eddsa verify_rs256 stateless checked me ceiling refresh login)
 ONLY=""
 SERVER_LIST=""
 while [ $# -gt 0 ]; do
@@ -53,6 +53,12 @@ declare -A ROUTE=(
   [verify:hs]="verify /api/token/verify/"
   [verify:naive]="verify /verify"
   [verify:django]="verify /api/token/verify/"
+  [verify_es256:hs]="verify /api/token/verify/"
+  [verify_es256:naive]="verify /verify"
+  [verify_eddsa:hs]="verify /api/token/verify/"
+  [verify_eddsa:naive]="verify /verify"
+  [verify_rs256:hs]="verify /api/token/verify/"
+  [verify_rs256:naive]="verify /verify"
   [stateless:hs]="bearer /api/auth/check"
   [stateless:naive]="bearer /check"
   [stateless:django]="bearer /api/auth/check"
@@ -73,14 +79,29 @@ declare -A ROUTE=(
 # scenario:server -> the process that serves it, when not the server's own. handstamp runs as
 # deployed (check_user = true: forward-auth loads the user, the "checked" row); the stateless row is
 # the database-free check, served by a second handstamp on the same database with check_user = false.
+# The public-key rows (verify_es256, ...) each have a handstamp of their own (hs_es256: `algorithm`
+# and `signing_key_file`, a key made by openssl, its own database) and a naive server verifying with
+# that key's public half (naive_es256); both verify the same access tokens, issued by hs_es256.
 declare -A PROCESS=([stateless:hs]=hs_token)
+# The public-key processes' suffix -> the algorithm.
+declare -A PUBLIC_KEY_ALG=([es256]=ES256 [eddsa]=EdDSA [rs256]=RS256)
+for suffix in "${!PUBLIC_KEY_ALG[@]}"; do
+  PROCESS[verify_$suffix:hs]=hs_$suffix
+  PROCESS[verify_$suffix:naive]=naive_$suffix
+done
 process_of() { echo "${PROCESS[$1:$2]:-$2}"; } # SCENARIO SERVER
+# The process whose login issues a public-key row's access tokens; none for the HS256 rows (minted).
+token_issuer() { # SCENARIO
+  local suffix=${1#verify_}
+  [ "$1" = "verify_$suffix" ] && [ -n "${PUBLIC_KEY_ALG[$suffix]:-}" ] && echo "hs_$suffix" || true
+}
 # Refresh tokens minted per second of run time, per round: a few times what the server spends.
 declare -A REFRESH_PER_SECOND=([hs]=60000 [django]=1000)
 # wrk's --timeout: Django's logins queue for seconds behind PBKDF2 (see peer_django/README.md). The
 # login flood's 64 connections queue too: with verify served first, handstamp checks ~13 logins/s
 # there, so a login waits ~5 s on average and the slowest over 10 s.
 declare -A WRK_TIMEOUT=([hs]=10s [hs_token]=10s [naive]=10s [django]=30s)
+for suffix in "${!PUBLIC_KEY_ALG[@]}"; do WRK_TIMEOUT[hs_$suffix]=10s WRK_TIMEOUT[naive_$suffix]=10s; done
 FLOOD_TIMEOUT=30s
 # One signing key per server (64 characters each).
 declare -A KEY=(
@@ -102,7 +123,12 @@ server_cmd() {
       "$HS_BIN" serve --bind "127.0.0.1:$2") ;;
     hs_token) CMD=(env HANDSTAMP_DATABASE_URL="sqlite://$WORK/hs.sqlite3" HANDSTAMP_SIGNING_KEY="${KEY[hs]}"
       HANDSTAMP_CHECK_USER=false "$HS_BIN" serve --bind "127.0.0.1:$2") ;;
+    hs_*) CMD=(env HANDSTAMP_DATABASE_URL="sqlite://$WORK/$1.sqlite3"
+      HANDSTAMP_ALGORITHM="${PUBLIC_KEY_ALG[${1#hs_}]}" HANDSTAMP_SIGNING_KEY_FILE="$WORK/$1.key"
+      "$HS_BIN" serve --bind "127.0.0.1:$2") ;;
     naive) CMD=(env NAIVE_SIGNING_KEY="${KEY[naive]}" "$NAIVE_BIN" "127.0.0.1:$2") ;;
+    naive_*) CMD=(env NAIVE_ALG="${PUBLIC_KEY_ALG[${1#naive_}]}"
+      NAIVE_PUBLIC_KEY_PEM="$WORK/hs_${1#naive_}.pub" "$NAIVE_BIN" "127.0.0.1:$2") ;;
     django) CMD=(env "${DJANGO_ENV[@]}" bash "$BENCH_DIR/peer_django/start.sh" "$2") ;;
     *) log "unknown server $1"; exit 1 ;;
   esac
@@ -115,7 +141,7 @@ if ! command -v wrk >/dev/null 2>&1; then
   log "installing wrk"
   $SUDO apt-get install -y wrk || { $SUDO apt-get update && $SUDO apt-get install -y wrk; }
 fi
-for tool in taskset curl python3 cargo ps; do
+for tool in taskset curl openssl python3 cargo ps; do
   command -v "$tool" >/dev/null 2>&1 || { log "missing $tool"; exit 1; }
 done
 if [ "$(nproc)" -lt 2 ]; then
@@ -168,6 +194,16 @@ if serving django; then
   USER_ID[django]=$(env "${DJANGO_ENV[@]}" bash "$BENCH_DIR/peer_django/create_user.sh" "$USERNAME" "$PASSWORD")
   [[ ${USER_ID[django]} =~ ^[0-9]+$ ]] || { log "cannot read the Django user id: ${USER_ID[django]}"; exit 1; }
 fi
+
+# setup_public_key_hs hs_SUFFIX: a key for its algorithm ($WORK/hs_SUFFIX.key, the public half in .pub,
+# which naive_SUFFIX reads) and the bench user in its own database.
+setup_public_key_hs() {
+  local p=$1
+  bash "$BENCH_DIR/openssl_key.sh" "${PUBLIC_KEY_ALG[${p#hs_}]}" "$WORK/$p.key" "$WORK/$p.pub"
+  echo "$PASSWORD" | HANDSTAMP_DATABASE_URL="sqlite://$WORK/$p.sqlite3" \
+    HANDSTAMP_ALGORITHM="${PUBLIC_KEY_ALG[${p#hs_}]}" HANDSTAMP_SIGNING_KEY_FILE="$WORK/$p.key" \
+    "$HS_BIN" user create "$USERNAME" --password-stdin >/dev/null
+}
 
 # --- server processes --------------------------------------------------------------------------
 free_port() {
@@ -298,6 +334,22 @@ record() { echo "$*" >>"$RECORDS"; }
 
 mint_access() { python3 "$BENCH_DIR/mint_refresh.py" --access "${KEY[$1]}" "${USER_ID[$1]}"; }
 
+# access_token SCENARIO SERVER: an access token for one measurement. HS256 rows: minted with the
+# server's key. Public-key rows: handstamp's own, from a login to the row's issuing handstamp, for
+# handstamp and the naive server alike (no password hash runs while measuring: the login is over first).
+access_token() {
+  local issuer
+  issuer=$(token_issuer "$1")
+  if [ -z "$issuer" ]; then
+    mint_access "$2"
+    return
+  fi
+  curl -sS --fail-with-body -X POST "$(url_of "$issuer")/api/token/" -H 'content-type: application/json' \
+    -d "{\"username\": \"$USERNAME\", \"password\": \"$PASSWORD\"}" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["access"])' ||
+    server_failed "$issuer" "login for an access token failed"
+}
+
 # run_wrk OUT SERVER CONNECTIONS SECONDS TIMEOUT MODE PATH ARGS...: wrk on CPU 1 against SERVER (see
 # timed); TIMEOUT empty for the server's WRK_TIMEOUT.
 run_wrk() {
@@ -337,7 +389,7 @@ lua_args() {
   local scenario=$1 s=$2 round=$3 mode path
   read -r mode path <<<"${ROUTE[$scenario:$s]}"
   case $mode in
-    verify | bearer) ARGS=("$mode" "$path" "$(mint_access "$s")") ;;
+    verify | bearer) ARGS=("$mode" "$path" "$(access_token "$scenario" "$s")") ;;
     get) ARGS=("$mode" "$path") ;;
     login) ARGS=("$mode" "$path" "$USERNAME" "$PASSWORD") ;;
     refresh)
@@ -467,13 +519,18 @@ servers_for() { # SCENARIO: the servers with a route for it
 
 # --- the run -----------------------------------------------------------------------------------
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-# The servers' processes, and the extra ones some scenarios are served by (see PROCESS).
+# The servers' processes, and the extra ones some scenarios are served by (see PROCESS) or take their
+# tokens from (token_issuer).
 PROCESSES=("${SERVERS[@]}")
 for scenario in "${SCENARIOS[@]}"; do
-  for s in $(servers_for "$scenario"); do
-    p=$(process_of "$scenario" "$s")
+  wanted=$(token_issuer "$scenario")
+  for s in $(servers_for "$scenario"); do wanted+=" $(process_of "$scenario" "$s")"; done
+  for p in $wanted; do
     [[ " ${PROCESSES[*]} " == *" $p "* ]] || PROCESSES+=("$p")
   done
+done
+for p in "${PROCESSES[@]}"; do
+  if [[ $p == hs_* ]] && [ -n "${PUBLIC_KEY_ALG[${p#hs_}]:-}" ]; then setup_public_key_hs "$p"; fi
 done
 for p in "${PROCESSES[@]}"; do start_server "$p"; done
 log "servers up: $(for p in "${PROCESSES[@]}"; do printf '%s pid %s; ' "$p" "${PID[$p]}"; done)"
@@ -537,7 +594,7 @@ cat "$WORK/results.md"
 cp "$WORK/results.md" "$BENCH_DIR/results.md"
 if [ "$status" != 0 ]; then
   log "some requests failed (see Errors above); last lines of the server logs:"
-  for s in "${SERVERS[@]}"; do
+  for s in "${PROCESSES[@]}"; do
     log "--- $s"
     tail -n 10 "$WORK/$s.log" >&2
   done
