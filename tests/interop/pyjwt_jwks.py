@@ -224,7 +224,7 @@ def configure_django() -> bool:
     return True
 
 
-def check_algorithm(binary: Path, algorithm: str, with_simplejwt: bool) -> str:
+def check_algorithm(binary: Path, algorithm: str, with_simplejwt: bool, jose: Path | None = None) -> str:
     """Every check for one algorithm; the summary of what passed, or Failed."""
     if with_simplejwt:
         from rest_framework_simplejwt.exceptions import TokenError
@@ -280,6 +280,11 @@ def check_algorithm(binary: Path, algorithm: str, with_simplejwt: bool) -> str:
                         raise Failed(f"simplejwt accepted the {name} token")
                 status, body = http("POST", f"{server.url}/api/token/verify/", {"token": bad})
                 check(status == 401, f"handstamp answered the {name} token {status}: {body}")
+            if jose is not None:
+                # jose (Node) with nothing but the JWKS URL: the good token passes, the bad ones not.
+                verified = run(["node", str(jose), jwks_url, algorithm, access, *bad_tokens.values()])
+                check(verified.returncode == 0, f"jose: {verified.stderr.strip()}")
+                done.append("jose verified")
             done.append(f"{len(bad_tokens)} bad tokens refused by every verifier")
             return f"kid={kid}: " + ", ".join(done)
         finally:
@@ -291,6 +296,7 @@ def main() -> int:
     parser.add_argument("--binary", type=Path, default=Path("target/debug/handstamp"))
     parser.add_argument("--algorithms", default=",".join(ALGORITHMS), help="comma-separated (default: all)")
     parser.add_argument("--no-simplejwt", action="store_true", help="PyJWT only")
+    parser.add_argument("--jose", type=Path, help="jose_verify.mjs beside an installed jose (Node)")
     args = parser.parse_args()
     algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     unknown = [a for a in algorithms if a not in ALGORITHMS]
@@ -306,7 +312,7 @@ def main() -> int:
     started = time.monotonic()
     for algorithm in algorithms:
         try:
-            print(f"{algorithm:<6} ok    {check_algorithm(args.binary, algorithm, with_simplejwt)}", flush=True)
+            print(f"{algorithm:<6} ok    {check_algorithm(args.binary, algorithm, with_simplejwt, args.jose)}", flush=True)
         except Exception as err:  # every failure is reported per algorithm, then the exit status says it
             failures += 1
             print(f"{algorithm:<6} FAIL  {type(err).__name__}: {err}", flush=True)
