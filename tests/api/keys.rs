@@ -74,7 +74,7 @@ fn header(token: &str) -> Value {
 }
 
 /// `token` with its header replaced by `header` and signed again by `sign`.
-fn resigned(token: &str, header: &Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
+fn resigned(token: &str, header: &Value, sign: &impl Fn(&[u8]) -> Vec<u8>) -> String {
     let payload = token.split('.').nth(1).unwrap();
     let input = format!("{}.{payload}", B64.encode(header.to_string()));
     let signature = sign(input.as_bytes());
@@ -140,102 +140,105 @@ async fn every_algorithm_signs_verifies_and_publishes_its_key() {
     }
 }
 
+/// A jsonwebtoken signer with the PEM private key at `path`, for `alg`.
+fn pem_signer(path: &Path, alg: Algorithm) -> impl Fn(&[u8]) -> Vec<u8> {
+    let pem = std::fs::read(path).unwrap();
+    let key = match alg.family() {
+        handstamp::token::Family::Ecdsa => jsonwebtoken::EncodingKey::from_ec_pem(&pem),
+        handstamp::token::Family::Ed25519 => jsonwebtoken::EncodingKey::from_ed_pem(&pem),
+        _ => jsonwebtoken::EncodingKey::from_rsa_pem(&pem),
+    }
+    .unwrap();
+    let alg: jsonwebtoken::Algorithm = alg.name().parse().unwrap();
+    move |input: &[u8]| {
+        B64.decode(jsonwebtoken::crypto::sign(input, &key, alg).unwrap())
+            .unwrap()
+    }
+}
+
 #[tokio::test]
 async fn only_the_named_key_for_its_own_algorithm_verifies() {
     let dir = tempfile::tempdir().unwrap();
-    let (key, public) = openssl_key(dir.path(), Algorithm::RS256);
-    let s = server_signing_with(Algorithm::RS256, &key).await;
-    s.create_user("alice", PASSWORD).await;
-    let (_, access) = s.login("alice", PASSWORD).await;
-    let kid = header(&access)["kid"].as_str().unwrap().to_owned();
-    let own = |input: &[u8]| {
-        let pem = std::fs::read(&key).unwrap();
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap();
-        let signed = jsonwebtoken::crypto::sign(input, &key, jsonwebtoken::Algorithm::RS256);
-        B64.decode(signed.unwrap()).unwrap()
-    };
-    // Signed again by our key, with our kid: accepted (the resigning is sound).
-    let same = resigned(
-        &access,
-        &json!({"alg": "RS256", "kid": kid, "typ": "JWT"}),
-        own,
-    );
-    assert_eq!(check_status(&s, &same).await, 200);
-    // No kid at all (as simplejwt writes them): the signer's key, for its algorithm.
-    let bare = resigned(&access, &json!({"alg": "RS256", "typ": "JWT"}), own);
-    assert_eq!(check_status(&s, &bare).await, 200);
-
-    // A tampered signature.
-    let mut tampered = access.clone();
-    let last = tampered.pop().unwrap();
-    tampered.push(if last == 'A' { 'B' } else { 'A' });
-    assert_eq!(check_status(&s, &tampered).await, 401);
-
-    // Another key of the same algorithm, claiming our kid.
     let elsewhere = tempfile::tempdir().unwrap();
-    let (other, _) = openssl_key(elsewhere.path(), Algorithm::RS256);
-    let theirs = |input: &[u8]| {
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(&other).unwrap()).unwrap();
-        B64.decode(jsonwebtoken::crypto::sign(input, &key, jsonwebtoken::Algorithm::RS256).unwrap())
-            .unwrap()
-    };
-    let forged = resigned(
-        &access,
-        &json!({"alg": "RS256", "kid": kid, "typ": "JWT"}),
-        theirs,
-    );
-    assert_eq!(check_status(&s, &forged).await, 401);
+    for alg in public_algorithms() {
+        let (key, public) = openssl_key(dir.path(), alg);
+        let s = server_signing_with(alg, &key).await;
+        s.create_user("alice", PASSWORD).await;
+        let (_, access) = s.login("alice", PASSWORD).await;
+        let kid = header(&access)["kid"].as_str().unwrap().to_owned();
+        let name = alg.name();
+        let own = pem_signer(&key, alg);
+        // Signed again by our key, with our kid: accepted (the resigning is sound).
+        let same = resigned(
+            &access,
+            &json!({"alg": name, "kid": kid, "typ": "JWT"}),
+            &own,
+        );
+        assert_eq!(check_status(&s, &same).await, 200, "{alg}");
+        // No kid at all (as simplejwt writes them): the signer's key, for its algorithm.
+        let bare = resigned(&access, &json!({"alg": name, "typ": "JWT"}), &own);
+        assert_eq!(check_status(&s, &bare).await, 200, "{alg}");
 
-    // Our kid with another algorithm: PS256 signatures by our own key are still refused.
-    let pss = |input: &[u8]| {
-        let pem = std::fs::read(&key).unwrap();
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap();
-        B64.decode(jsonwebtoken::crypto::sign(input, &key, jsonwebtoken::Algorithm::PS256).unwrap())
-            .unwrap()
-    };
-    let mismatch = resigned(
-        &access,
-        &json!({"alg": "PS256", "kid": kid, "typ": "JWT"}),
-        pss,
-    );
-    assert_eq!(check_status(&s, &mismatch).await, 401);
+        // A tampered signature.
+        let mut tampered = access.clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        assert_eq!(check_status(&s, &tampered).await, 401, "{alg}");
 
-    // The classic confusion: HS256 with the public key's PEM (or its DER) as the secret.
-    let public_pem = std::fs::read(&public).unwrap();
-    for secret in [public_pem.clone(), public_pem.trim_ascii_end().to_vec()] {
-        for head in [
-            json!({"alg": "HS256", "typ": "JWT"}),
-            json!({"alg": "HS256", "kid": kid, "typ": "JWT"}),
-        ] {
-            let payload = access.split('.').nth(1).unwrap();
-            let p = String::from_utf8(B64.decode(payload).unwrap()).unwrap();
-            let token = craft(&head.to_string(), &p, &secret, "HS256");
-            assert_eq!(check_status(&s, &token).await, 401, "{head}");
+        // Another key of the same algorithm, claiming our kid.
+        let (other, _) = openssl_key(elsewhere.path(), alg);
+        let theirs = pem_signer(&other, alg);
+        let forged = resigned(
+            &access,
+            &json!({"alg": name, "kid": kid, "typ": "JWT"}),
+            &theirs,
+        );
+        assert_eq!(check_status(&s, &forged).await, 401, "{alg}");
+
+        // Our kid with every other algorithm's name over our own key's signature.
+        for other_alg in Algorithm::ALL.into_iter().filter(|a| *a != alg) {
+            let head = json!({"alg": other_alg.name(), "kid": kid, "typ": "JWT"});
+            let mismatch = resigned(&access, &head, &own);
+            assert_eq!(
+                check_status(&s, &mismatch).await,
+                401,
+                "{alg} as {other_alg}"
+            );
         }
-    }
 
-    // An unknown kid, and a crit header, even with our own signature.
-    let unknown = resigned(
-        &access,
-        &json!({"alg": "RS256", "kid": "nobody", "typ": "JWT"}),
-        own,
-    );
-    let r = s.get_bearer("/api/users/me/", &unknown).await;
-    let (status, body) = reply(r).await;
-    assert_eq!((status, &body["code"]), (401, &json!("token_not_valid")));
-    let crit = resigned(
-        &access,
-        &json!({"alg": "RS256", "kid": kid, "crit": ["exp"], "typ": "JWT"}),
-        own,
-    );
-    assert_eq!(check_status(&s, &crit).await, 401);
-    // `jku`/`jwk` are never followed: a key in the header does not verify anything.
-    let embedded = resigned(
-        &access,
-        &json!({"alg": "RS256", "kid": "x", "jku": "http://127.0.0.1:1/jwks.json", "typ": "JWT"}),
-        theirs,
-    );
-    assert_eq!(check_status(&s, &embedded).await, 401);
+        // The classic confusion: HS256 with the public key's PEM as the secret.
+        let public_pem = std::fs::read(&public).unwrap();
+        let payload = access.split('.').nth(1).unwrap();
+        let payload = String::from_utf8(B64.decode(payload).unwrap()).unwrap();
+        for secret in [&public_pem[..], public_pem.trim_ascii_end()] {
+            for head in [
+                json!({"alg": "HS256", "typ": "JWT"}),
+                json!({"alg": "HS256", "kid": kid, "typ": "JWT"}),
+            ] {
+                let token = craft(&head.to_string(), &payload, secret, "HS256");
+                assert_eq!(check_status(&s, &token).await, 401, "{alg}: {head}");
+            }
+        }
+
+        // An unknown kid, and a crit header, even with our own signature.
+        let head = json!({"alg": name, "kid": "nobody", "typ": "JWT"});
+        let unknown = resigned(&access, &head, &own);
+        let (status, body) = reply(s.get_bearer("/api/users/me/", &unknown).await).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (401, &json!("token_not_valid")),
+            "{alg}"
+        );
+        let head = json!({"alg": name, "kid": kid, "crit": ["exp"], "typ": "JWT"});
+        let crit = resigned(&access, &head, &own);
+        assert_eq!(check_status(&s, &crit).await, 401, "{alg}");
+        // `jku` is never followed: a key it points to verifies nothing.
+        let head =
+            json!({"alg": name, "kid": "x", "jku": "http://127.0.0.1:1/jwks.json", "typ": "JWT"});
+        let embedded = resigned(&access, &head, &theirs);
+        assert_eq!(check_status(&s, &embedded).await, 401, "{alg}");
+        s.stop().await;
+    }
 }
 
 #[tokio::test]
