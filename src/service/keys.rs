@@ -122,7 +122,7 @@ pub struct ListedKey {
     pub state: KeyState,
     pub created_at: i64,
     pub activated_at: Option<i64>,
-    /// When the last token it signed expires at the latest (active: unknown yet).
+    /// When the last token it signed expires at the latest (none while pending or active).
     pub last_expiry: Option<i64>,
 }
 
@@ -397,11 +397,8 @@ impl AuthService {
                 state: KeyState::of(key),
                 created_at: key.created_at,
                 activated_at: key.activated_at,
-                last_expiry: match KeyState::of(key) {
-                    KeyState::Pending => Some(key.created_at),
-                    KeyState::Active => None,
-                    _ => key.deactivated_at.map(|at| at + lifetime),
-                },
+                // Pending: signed nothing yet; active: still signing.
+                last_expiry: key.deactivated_at.map(|at| at + lifetime),
             })
             .collect())
     }
