@@ -3,7 +3,7 @@
 use crate::config::{ConfigError, LogFormat, Settings};
 use crate::server::{self, ServeError};
 use crate::service::{AuthService, ServiceError};
-use crate::store::{self, StoreError};
+use crate::store::{self, DatabaseUrl, PoolOptions, StoreError};
 use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -18,14 +18,10 @@ use std::time::{Duration, UNIX_EPOCH};
     about = "JWT authentication server, wire-compatible with djangorestframework-simplejwt"
 )]
 pub struct Cli {
-    /// Database URL.
-    #[arg(
-        long,
-        global = true,
-        env = "HANDSTAMP_DATABASE_URL",
-        default_value = "sqlite://handstamp.sqlite3"
-    )]
-    database: String,
+    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/NAME [default: the
+    /// settings' [database] url, else sqlite://handstamp.sqlite3].
+    #[arg(long, global = true, env = "HANDSTAMP_DATABASE_URL")]
+    database: Option<String>,
     /// Settings file (TOML). Default: handstamp.toml, when present.
     #[arg(long, global = true, env = "HANDSTAMP_CONFIG")]
     config: Option<PathBuf>,
@@ -91,7 +87,10 @@ pub enum CliError {
     Store(#[from] StoreError),
     /// The database could not be opened (or written, for `serve`): names it.
     #[error("cannot use the database {url}: {source}")]
-    Database { url: String, source: StoreError },
+    Database {
+        url: DatabaseUrl,
+        source: StoreError,
+    },
     #[error(transparent)]
     Service(#[from] ServiceError),
     #[error(transparent)]
@@ -161,6 +160,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         None => Some(PathBuf::from("handstamp.toml")).filter(|p| p.exists()),
     };
     let mut settings = Settings::load(config.as_deref())?;
+    if let Some(url) = cli.database {
+        settings.database.url = url.into();
+    }
+    let database = Database {
+        url: settings.database.url.clone(),
+        pool: settings.database.pool(),
+    };
     match cli.command {
         Command::Serve { bind, check } => {
             if !bind.is_empty() {
@@ -168,23 +174,23 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             let options = server::ServeOptions::from_settings(&settings.server)?;
             if check {
-                check_serve(&settings, &cli.database).await?;
+                check_serve(&settings, &database).await?;
                 println!("configuration OK");
                 return Ok(());
             }
-            serve(&settings, &cli.database, options).await?;
+            serve(&settings, &database, options).await?;
         }
         Command::Migrate => {
-            open_store(&cli.database).await?;
-            println!("database is up to date: {}", cli.database);
+            database.open().await?;
+            println!("database is up to date: {}", database.url);
         }
         Command::User(command) => {
-            let store = open_store(&cli.database).await?;
+            let store = database.open().await?;
             let service = AuthService::new(settings.jwt, store).await?;
             user_command(&service, command).await?;
         }
         Command::FlushExpiredTokens => {
-            let store = open_store(&cli.database).await?;
+            let store = database.open().await?;
             let service = AuthService::new(settings.jwt, store).await?;
             let deleted = service.flush_expired().await?;
             println!("deleted {deleted} expired tokens");
@@ -196,7 +202,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 /// `serve`: the public listeners and, with `metrics_bind`, the metrics one, until SIGTERM/SIGINT.
 async fn serve(
     settings: &Settings,
-    database: &str,
+    database: &Database,
     options: server::ServeOptions,
 ) -> Result<(), CliError> {
     let _logs = init_logging(settings.server.log_format);
@@ -206,7 +212,7 @@ async fn serve(
         Some(addr) => server::bind(std::slice::from_ref(addr)).await?.pop(),
         None => None,
     };
-    let store = open_writable(database).await?;
+    let store = database.open_writable().await?;
     let service = AuthService::new(settings.jwt.clone(), store)
         .await?
         .with_password_queue(settings.server.password_queue);
@@ -239,29 +245,38 @@ async fn serve(
     Ok(())
 }
 
-async fn open_store(url: &str) -> Result<Arc<dyn store::Store>, CliError> {
-    let named = |source| CliError::Database {
-        url: url.to_owned(),
-        source,
-    };
-    store::open(url).await.map_err(named)
+/// The database the command uses: `--database`, else the settings' `[database]` table.
+struct Database {
+    url: DatabaseUrl,
+    pool: PoolOptions,
 }
 
-/// The store, once a real write has gone through: a read-only file or a full disk stops
-/// start-up here rather than failing every login afterwards.
-async fn open_writable(url: &str) -> Result<Arc<dyn store::Store>, CliError> {
-    let store = open_store(url).await?;
-    let named = |source| CliError::Database {
-        url: url.to_owned(),
-        source,
-    };
-    store.check_writable().await.map_err(named)?;
-    Ok(store)
+impl Database {
+    /// Opens (creating and migrating when needed) the store; an error names the database
+    /// (its password hidden).
+    async fn open(&self) -> Result<Arc<dyn store::Store>, CliError> {
+        let opened = store::open_with(self.url.as_str(), &self.pool).await;
+        opened.map_err(|source| self.failed(source))
+    }
+
+    /// The store, once a real write has gone through: a read-only file or a full disk stops
+    /// start-up here rather than failing every login afterwards.
+    async fn open_writable(&self) -> Result<Arc<dyn store::Store>, CliError> {
+        let store = self.open().await?;
+        let written = store.check_writable().await;
+        written.map_err(|source| self.failed(source))?;
+        Ok(store)
+    }
+
+    fn failed(&self, source: StoreError) -> CliError {
+        let url = self.url.clone();
+        CliError::Database { url, source }
+    }
 }
 
 /// `serve --check`: what `serve` needs besides the settings and TLS files (read already),
 /// short of listening, which would fail beside a running server.
-async fn check_serve(settings: &Settings, url: &str) -> Result<(), CliError> {
+async fn check_serve(settings: &Settings, database: &Database) -> Result<(), CliError> {
     for addr in &settings.server.bind {
         if let Err(source) = tokio::net::lookup_host(addr).await {
             let addr = addr.clone();
@@ -278,7 +293,7 @@ async fn check_serve(settings: &Settings, url: &str) -> Result<(), CliError> {
         let message = format!("static directory {dir} (for {prefix}): {problem}");
         return Err(CliError::Input(message));
     }
-    open_writable(url).await?;
+    database.open_writable().await?;
     Ok(())
 }
 

@@ -13,5 +13,6 @@ mod overload;
 mod paths;
 mod storage_faults;
 mod store;
+mod store_contract;
 mod tls;
 mod token_api;

@@ -1,5 +1,8 @@
-//! A real handstamp server on 127.0.0.1:0 over a temporary SQLite file, and a client for it.
+//! A real handstamp server on 127.0.0.1:0 over a temporary SQLite file (or a fresh
+//! PostgreSQL database), and a client for it.
 #![allow(dead_code)]
+
+pub mod postgres;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use handstamp::config::{Secret, Settings};
@@ -18,6 +21,8 @@ pub struct TestServer {
     pub client: Client,
     pub service: Arc<AuthService>,
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL database it serves from, if not SQLite; dropped after the server.
+    pub database: Option<postgres::TestDatabase>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -34,11 +39,32 @@ impl TestServer {
 
     /// Starts with the database in `dir` (a filesystem the test set up, say).
     pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Settings)) -> Self {
+        let url = format!("sqlite://{}", dir.path().join("test.sqlite3").display());
+        Self::start_on(&url, dir, tweak).await
+    }
+
+    /// Starts on a fresh PostgreSQL database of its own; `None` (after a notice) when no test
+    /// server is set.
+    pub async fn start_postgres(tweak: impl FnOnce(&mut Settings)) -> Option<Self> {
+        let database = postgres::TestDatabase::create().await?;
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Self::start_on(&database.url, dir, tweak).await;
+        server.database = Some(database);
+        Some(server)
+    }
+
+    /// Starts on the database at `url`, with `dir` for any files.
+    pub async fn start_on(
+        url: &str,
+        dir: tempfile::TempDir,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
         let mut settings = Settings::default();
         settings.jwt.signing_key = Some(Secret(KEY.into()));
         tweak(&mut settings);
-        let url = format!("sqlite://{}", dir.path().join("test.sqlite3").display());
-        let store = store::open(&url).await.unwrap();
+        let store = store::open_with(url, &settings.database.pool())
+            .await
+            .unwrap();
         let service = Arc::new(AuthService::new(settings.jwt.clone(), store).await.unwrap());
         let listeners = server::bind(&["127.0.0.1:0".to_string()]).await.unwrap();
         let addr = listeners[0].local_addr().unwrap();
@@ -57,6 +83,7 @@ impl TestServer {
             client: Client::new(),
             service,
             dir,
+            database: None,
             stop: Some(stop),
             task: Some(task),
         }
