@@ -32,8 +32,14 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    /// Starts with the test key and whatever `tweak` changes in the settings.
+    /// Starts with the test key and whatever `tweak` changes in the settings; on a fresh
+    /// PostgreSQL database instead of SQLite when `TEST_STORE=postgres` (`.ci/run` runs the
+    /// API's suites that way too).
     pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        if std::env::var("TEST_STORE").is_ok_and(|s| s == "postgres") {
+            let started = Self::start_postgres(tweak).await;
+            return started.expect("TEST_STORE=postgres needs TEST_POSTGRES_URL");
+        }
         Self::start_in(tempfile::tempdir().unwrap(), tweak).await
     }
 
