@@ -9,6 +9,7 @@ mod concurrency;
 mod connections;
 mod example;
 mod gateway;
+mod multi_instance;
 mod overload;
 mod paths;
 mod storage_faults;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod postgres;
+pub mod process;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use handstamp::config::{Secret, Settings};
