@@ -10,6 +10,7 @@ mod connections;
 mod example;
 mod gateway;
 mod multi_instance;
+mod outage;
 mod overload;
 mod paths;
 mod storage_faults;

@@ -120,3 +120,146 @@ impl Drop for TestDatabase {
         let _ = dropped.join();
     }
 }
+
+/// A PostgreSQL server of the test's own (initdb on a temporary directory, a free port), so
+/// that it can be stopped and started without touching the machine's. Stopped when dropped.
+pub struct PrivateCluster {
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateCluster {
+    /// Creates and starts one; `None` (with a notice) when PostgreSQL's programs are not here.
+    pub fn start() -> Option<PrivateCluster> {
+        let bin = Self::bindir()?;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        // initdb refuses to run as root: the cluster then belongs to the postgres user.
+        if is_root() {
+            let owned = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(owned.success());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = PrivateCluster {
+            bin,
+            data,
+            port,
+            _dir: dir,
+        };
+        cluster.run(
+            "initdb",
+            &["-A", "trust", "-U", "postgres", "-E", "UTF8", "-D"],
+        );
+        cluster.pg_ctl("start");
+        Some(cluster)
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server, disconnecting every client (`pg_ctl stop -m fast`).
+    pub fn stop(&self) {
+        self.pg_ctl("stop");
+    }
+
+    /// Starts it again on the same port and data, waiting until it takes connections.
+    pub fn restart(&self) {
+        self.pg_ctl("start");
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        if action == "stop" {
+            return self.run("pg_ctl", &["-w", "-m", "fast", "stop", "-D"]);
+        }
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off",
+            self.port
+        );
+        let log = self.data.with_file_name("server.log");
+        let log = log.to_str().unwrap();
+        self.run("pg_ctl", &["-w", "-l", log, "-o", &options, action, "-D"]);
+    }
+
+    /// Runs PostgreSQL's program `name` with `args` and the data directory last, as the
+    /// postgres user when we are root.
+    fn run(&self, name: &str, args: &[&str]) {
+        let program = self.bin.join(name);
+        let mut command = if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            std::process::Command::new(program)
+        };
+        let out = command.args(args).arg(&self.data).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Where `initdb` and `pg_ctl` are: Debian keeps them out of `PATH` (`pg_config --bindir`
+    /// names the folder; failing that, the newest under /usr/lib/postgresql).
+    fn bindir() -> Option<std::path::PathBuf> {
+        let configured = std::process::Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().into());
+        let mut installed: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .map(|dirs| {
+                dirs.filter_map(|d| Some(d.ok()?.path().join("bin")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        installed.sort_by_key(|dir| {
+            let version = dir.parent().and_then(|v| v.file_name());
+            version.and_then(|v| v.to_str()?.parse::<u32>().ok())
+        });
+        let found = configured
+            .into_iter()
+            .chain(installed.into_iter().rev())
+            .find(|dir: &std::path::PathBuf| {
+                dir.join("initdb").exists() && dir.join("pg_ctl").exists()
+            });
+        if found.is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the PostgreSQL outage tests: initdb and pg_ctl are missing"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: PostgreSQL outage test skipped: no initdb/pg_ctl (pg_config --bindir)"
+            );
+        }
+        found
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        if self.data.join("postmaster.pid").exists() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
+        }
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
