@@ -417,3 +417,21 @@ async fn the_store_answers_and_takes_writes(store: Arc<dyn Store>) {
         b"x"
     );
 }
+
+/// A database whose default isolation is SERIALIZABLE (a DBA's choice) makes racing refreshes
+/// meet serialization failures: they are retried inside the store, and the race still has one
+/// winner and no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_serializable_races_are_retried_not_failed() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let sql = "ALTER DATABASE {name} SET default_transaction_isolation TO 'serializable'";
+    let name = database.url.rsplit('/').next().unwrap().to_owned();
+    crate::common::postgres::execute(&database.url, &sql.replace("{name}", &name)).await;
+    let store = store::open(&database.url).await.unwrap();
+    let isolation = crate::common::postgres::rows(&database.url, "SHOW transaction_isolation");
+    assert_eq!(isolation.await, vec![vec![Some("serializable".to_owned())]]);
+    concurrent_refreshes_have_exactly_one_winner(store.clone()).await;
+    refresh_and_blacklist_race_has_one_winner(store).await;
+}
