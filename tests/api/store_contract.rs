@@ -28,8 +28,13 @@ impl Engine {
 
     async fn postgres() -> Option<Engine> {
         let database = TestDatabase::create().await?;
+        // A small pool: tests run side by side on one server with a connection limit.
+        let pool = store::PoolOptions {
+            max_connections: 8,
+            ..store::PoolOptions::default()
+        };
         Some(Engine {
-            store: store::open(&database.url).await.unwrap(),
+            store: store::open_with(&database.url, &pool).await.unwrap(),
             _file: None,
             _database: Some(database),
         })
@@ -75,6 +80,7 @@ contract!(
     expired_tokens_are_flushed,
     the_first_secret_written_wins,
     the_store_answers_and_takes_writes,
+    tokens_recorded_while_their_user_is_deleted_are_kept,
 );
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
@@ -405,6 +411,31 @@ async fn the_first_secret_written_wins(store: Arc<dyn Store>) {
     assert_eq!(store.secret("signing_key", &[9; 64]).await.unwrap(), first);
     // Other names are other secrets.
     assert_eq!(store.secret("other", b"x").await.unwrap(), b"x");
+}
+
+async fn tokens_recorded_while_their_user_is_deleted_are_kept(store: Arc<dyn Store>) {
+    for round in 0..10 {
+        let name = format!("gone{round}");
+        let doomed = user(&store, &name).await;
+        let recording = (0..16).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let issued = token(Some(doomed.id), LATER);
+                store.outstand(&issued).await?;
+                store.refresh(rotation(&issued), 2_000).await
+            })
+        });
+        let recording: Vec<_> = recording.collect();
+        store.delete_user(&name).await.unwrap();
+        for outcome in recording {
+            let outcome = outcome.await.unwrap();
+            let expected = [RefreshOutcome::Done, RefreshOutcome::NoActiveUser];
+            assert!(
+                matches!(&outcome, Ok(o) if expected.contains(o)),
+                "round {round}: {outcome:?}"
+            );
+        }
+    }
 }
 
 async fn the_store_answers_and_takes_writes(store: Arc<dyn Store>) {

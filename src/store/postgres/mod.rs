@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::{NoTls, Row, types::ToSql};
 
-/// Attempts of a statement that met a serialization failure or a deadlock.
+/// Attempts of a statement that met a [`retryable`] failure.
 const ATTEMPTS: u32 = 4;
 
 #[derive(Debug)]
@@ -118,12 +118,17 @@ impl std::error::Error for PgFailure {
     }
 }
 
-/// A serialization failure or deadlock: the statement was rolled back and may run again.
+/// A failure that rolled the statement back and that running it again resolves: a
+/// serialization failure or deadlock, or a user deleted while a token of theirs was being
+/// recorded (the foreign key's check waited for that delete; run again, the token is recorded
+/// without a user, as when the user was gone before).
 fn retryable(e: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
     matches!(
         e.code(),
-        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+            || *c == SqlState::T_R_DEADLOCK_DETECTED
+            || *c == SqlState::FOREIGN_KEY_VIOLATION
     )
 }
 
@@ -213,8 +218,8 @@ impl PostgresStore {
         }
     }
 
-    /// Runs `work` on a pooled connection; again, on a fresh connection, after a serialization
-    /// failure or deadlock, up to [`ATTEMPTS`] times.
+    /// Runs `work` on a pooled connection; again after a [`retryable`] failure, up to
+    /// [`ATTEMPTS`] times.
     async fn run<T, F, Fut>(&self, work: F) -> Result<T>
     where
         F: Fn(Object) -> Fut,
