@@ -48,6 +48,51 @@ fn migrate_creates_the_default_database() {
     assert!(again.status.success());
 }
 
+/// The database comes from `--database`, else `HANDSTAMP_DATABASE_URL`, else `[database] url`;
+/// a password in it is never printed.
+#[test]
+fn the_database_is_chosen_by_flag_variable_or_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("handstamp.toml"),
+        "[database]\nurl = \"sqlite://file.sqlite3\"\n",
+    )
+    .unwrap();
+    let migrate = |args: &[&str], envs: &[(&str, &str)]| {
+        let out = command(d, &[args, &["migrate"]].concat())
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(
+        migrate(&[], &[]),
+        "database is up to date: sqlite://file.sqlite3\n"
+    );
+    let env = [("HANDSTAMP_DATABASE_URL", "sqlite://env.sqlite3")];
+    migrate(&[], &env);
+    migrate(&["--database", "sqlite://flag.sqlite3"], &env);
+    for name in ["file", "env", "flag"] {
+        assert!(d.join(format!("{name}.sqlite3")).exists(), "{name}");
+    }
+    assert!(!d.join("handstamp.sqlite3").exists());
+
+    let url = "postgres://app:hunter2@127.0.0.1:1/none";
+    let out = run(d, &["--database", url, "migrate"], "");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("postgres://app:***@127.0.0.1:1/none"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("unavailable") && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
+}
+
 /// `serve --check` and what it checks, one thing broken at a time.
 #[test]
 fn serve_check_checks_what_serve_needs() {
