@@ -2,6 +2,7 @@
 # handstamp on PostgreSQL beside the database's own limit, and beside handstamp on SQLite:
 #
 #   bash bench/postgres.sh [SECONDS]      (default 10 s a measurement; needs wrk, pgbench, python3)
+#   BENCH_HS_BIN=path/to/handstamp bash bench/postgres.sh      (that binary instead of a release build)
 #
 # Rows: `pgbench`: the refresh statement itself (src/store/postgres/sql.rs's REFRESH, read from
 # there), run by pgbench at the same concurrency with prepared statements: the most refreshes that
@@ -28,8 +29,12 @@ cleanup() {
 trap cleanup EXIT
 while read -r var; do unset "$var"; done < <(compgen -e | grep -E '^HANDSTAMP_' || true)
 
-(cd "$ROOT" && cargo build --release --quiet)
-HS="$ROOT/target/release/handstamp"
+# BENCH_HS_BIN: another build to measure (an A/B), instead of this tree's release build.
+HS=${BENCH_HS_BIN:-}
+if [ -z "$HS" ]; then
+  (cd "$ROOT" && cargo build --release --quiet)
+  HS="$ROOT/target/release/handstamp"
+fi
 psql -q "$SERVER_URL" -c "CREATE DATABASE $DB"
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
