@@ -25,6 +25,10 @@ pub struct DatabaseSettings {
     /// down) before it is answered 503.
     #[serde(deserialize_with = "positive_duration")]
     pub acquire_timeout: Duration,
+    /// PostgreSQL: how long a statement may wait for its answer (a database that hangs without
+    /// closing its connections) before the request is answered 503.
+    #[serde(deserialize_with = "positive_duration")]
+    pub statement_timeout: Duration,
 }
 
 impl Default for DatabaseSettings {
@@ -35,6 +39,7 @@ impl Default for DatabaseSettings {
             max_connections: pool.max_connections,
             connect_timeout: pool.connect_timeout,
             acquire_timeout: pool.acquire_timeout,
+            statement_timeout: pool.statement_timeout,
         }
     }
 }
@@ -50,6 +55,7 @@ impl DatabaseSettings {
             max_connections: self.max_connections,
             connect_timeout: self.connect_timeout,
             acquire_timeout: self.acquire_timeout,
+            statement_timeout: self.statement_timeout,
         }
     }
 
@@ -75,7 +81,7 @@ mod tests {
         assert_eq!(s.database.acquire_timeout, Duration::from_secs(5));
         let s = from_toml(
             "[database]\nurl = \"postgres://h@db/x\"\nmax_connections = 4\n\
-             connect_timeout = \"2s\"\nacquire_timeout = 1\n",
+             connect_timeout = \"2s\"\nacquire_timeout = 1\nstatement_timeout = \"3s\"\n",
         )
         .unwrap();
         assert_eq!(s.database.url.as_str(), "postgres://h@db/x");
@@ -83,10 +89,12 @@ mod tests {
         assert_eq!(pool.max_connections, 4);
         assert_eq!(pool.connect_timeout, Duration::from_secs(2));
         assert_eq!(pool.acquire_timeout, Duration::from_secs(1));
+        assert_eq!(pool.statement_timeout, Duration::from_secs(3));
         for line in [
             "max_connections = 0",
             "connect_timeout = \"0s\"",
             "acquire_timeout = \"soon\"",
+            "statement_timeout = 0",
             "url = \"\"",
         ] {
             let err = from_toml(&format!("[database]\n{line}\n"))

@@ -162,6 +162,9 @@ pub struct PoolOptions {
     pub connect_timeout: Duration,
     /// How long a caller waits for a connection before the store is `Unavailable`.
     pub acquire_timeout: Duration,
+    /// How long one statement may wait for its answer (a database that stopped answering
+    /// without closing its connections) before the store is `Unavailable`.
+    pub statement_timeout: Duration,
 }
 
 impl Default for PoolOptions {
@@ -170,6 +173,7 @@ impl Default for PoolOptions {
             max_connections: 16,
             connect_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
         }
     }
 }

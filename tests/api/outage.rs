@@ -1,6 +1,6 @@
-//! PostgreSQL stopped under a running server (a private cluster of the test's own): what needs
-//! the database answers 503 within the acquire timeout, what does not keeps working, and the
-//! server recovers by itself when the database is back.
+//! PostgreSQL stopped, or hung, under a running server (a private cluster of the test's own):
+//! what needs the database answers 503 within the acquire (or statement) timeout, what does not
+//! keeps working, and the server recovers by itself when the database is back.
 
 use crate::common::postgres::PrivateCluster;
 use crate::common::*;
@@ -68,4 +68,54 @@ async fn a_database_outage_answers_503_and_recovery_needs_no_restart() {
     assert_eq!(status, 200, "{body}");
     let me = s.get_bearer("/api/users/me/", &access).await;
     assert_eq!(me.status(), 200);
+}
+
+/// A server that stops answering without closing its connections (frozen with SIGSTOP): each
+/// request waits at most the statement timeout (or, for a new connection, the connect timeout),
+/// then 503; once it answers again, so does handstamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_database_answers_503_within_the_statement_timeout() {
+    let Some(cluster) = tokio::task::block_in_place(PrivateCluster::start) else {
+        return;
+    };
+    let timeout = Duration::from_secs(1);
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_on(&cluster.url(), dir, |settings| {
+        settings.database.acquire_timeout = timeout;
+        settings.database.connect_timeout = timeout;
+        settings.database.statement_timeout = timeout;
+    })
+    .await;
+    s.create_user("hugo", "pw").await;
+    let (refresh, access) = s.login("hugo", "pw").await;
+    assert_eq!(s.get_bearer("/api/users/me/", &access).await.status(), 200);
+
+    cluster.freeze();
+    let unavailable = json!({"detail": "The database is unavailable."});
+    for _ in 0..2 {
+        let started = Instant::now();
+        let me = s.get_bearer("/api/users/me/", &access).await;
+        assert_eq!(reply(me).await, (503, unavailable.clone()));
+        let refreshing = json!({"refresh": refresh});
+        let refreshed = s.post("/api/token/refresh/", refreshing).await;
+        assert_eq!(reply(refreshed).await, (503, unavailable.clone()));
+        // Two requests, each bounded by one timeout (and the pool's wait for a connection).
+        assert!(
+            started.elapsed() < 4 * timeout + Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let verified = s.post("/api/token/verify/", json!({"token": access})).await;
+    assert_eq!(verified.status(), 200);
+
+    cluster.thaw();
+    let me = s.get_bearer("/api/users/me/", &access).await;
+    assert_eq!(me.status(), 200);
+    let (status, body) = reply(
+        s.post("/api/token/", json!({"username": "hugo", "password": "pw"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -34,6 +34,7 @@ const ATTEMPTS: u32 = 4;
 pub struct PostgresStore {
     pool: Pool,
     acquire_timeout: Duration,
+    statement_timeout: Duration,
 }
 
 /// Why the store is unavailable when PostgreSQL itself did not say.
@@ -41,6 +42,8 @@ pub struct PostgresStore {
 enum Fault {
     #[error("no database connection within {0:?}")]
     AcquireTimeout(Duration),
+    #[error("no answer from the database within {0:?}")]
+    StatementTimeout(Duration),
     #[error(transparent)]
     Pool(deadpool_postgres::PoolError),
     #[error("the server is a read-only standby")]
@@ -57,9 +60,9 @@ impl From<Fault> for StoreError {
             Fault::Pool(deadpool_postgres::PoolError::Backend(e)) => {
                 StoreError::Unavailable(Arc::new(PgFailure(e)))
             }
-            Fault::Pool(deadpool_postgres::PoolError::Timeout(_)) | Fault::AcquireTimeout(_) => {
-                StoreError::Unavailable(Arc::new(fault))
-            }
+            Fault::Pool(deadpool_postgres::PoolError::Timeout(_))
+            | Fault::AcquireTimeout(_)
+            | Fault::StatementTimeout(_) => StoreError::Unavailable(Arc::new(fault)),
             Fault::Pool(_) | Fault::Unexpected(_) => StoreError::Database(Arc::new(fault)),
             Fault::Standby => StoreError::Unavailable(Arc::new(fault)),
         }
@@ -184,6 +187,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             acquire_timeout: options.acquire_timeout,
+            statement_timeout: options.statement_timeout,
         };
         store.migrate().await?;
         Ok(store)
@@ -219,7 +223,9 @@ impl PostgresStore {
     }
 
     /// Runs `work` on a pooled connection; again after a [`retryable`] failure, up to
-    /// [`ATTEMPTS`] times.
+    /// [`ATTEMPTS`] times. Each attempt waits at most the statement timeout for its answer:
+    /// past it the statement's outcome is unknown (a write may still commit), and the caller
+    /// hears that the database is unavailable.
     async fn run<T, F, Fut>(&self, work: F) -> Result<T>
     where
         F: Fn(Object) -> Fut,
@@ -227,7 +233,11 @@ impl PostgresStore {
     {
         let mut attempt = 1;
         loop {
-            match work(self.client().await?).await {
+            let answered = tokio::time::timeout(self.statement_timeout, work(self.client().await?));
+            let Ok(answer) = answered.await else {
+                return Err(Fault::StatementTimeout(self.statement_timeout).into());
+            };
+            match answer {
                 Ok(value) => return Ok(value),
                 Err(e) if retryable(&e) && attempt < ATTEMPTS => {
                     tracing::debug!(error = %e, attempt, "retrying a statement");

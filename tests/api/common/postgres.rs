@@ -179,6 +179,40 @@ impl PrivateCluster {
         self.pg_ctl("start");
     }
 
+    /// Freezes every process of the server (SIGSTOP): connections stay open, nothing answers,
+    /// as with a hung server or a network that drops everything.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// Sends `signal` to the server's postmaster and each of its children, by process id.
+    fn signal(&self, signal: libc::c_int) {
+        let pid_file = std::fs::read_to_string(self.data.join("postmaster.pid")).unwrap();
+        let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+        let children = std::fs::read_dir("/proc").unwrap().filter_map(|entry| {
+            let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The parent's id is the second field after the command's closing parenthesis.
+            let parent: i32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (parent == postmaster).then_some(pid)
+        });
+        for pid in std::iter::once(postmaster).chain(children.collect::<Vec<_>>()) {
+            // SAFETY: kill has no memory-safety preconditions; the ids are this cluster's.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+
     fn pg_ctl(&self, action: &str) {
         if action == "stop" {
             return self.run("pg_ctl", &["-w", "-m", "fast", "stop", "-D"]);
@@ -254,6 +288,8 @@ impl PrivateCluster {
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
         if self.data.join("postmaster.pid").exists() {
+            // A test that failed while the server was frozen must not leave it so.
+            self.thaw();
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
         }
     }
