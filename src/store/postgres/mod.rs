@@ -5,14 +5,16 @@
 //! once per connection. Rotation is exactly once across instances because the old token is
 //! blacklisted by `INSERT ... ON CONFLICT DO NOTHING` inside the refresh statement (see
 //! [`sql::REFRESH`]): READ COMMITTED suffices, nothing takes a table lock. A serialization
-//! failure or deadlock (which no statement here should meet, but a DBA's settings might bring)
-//! is retried, a bounded number of times, with the statement rolled back; past that, and on any
-//! error of the connection or the server's state, the store is `Unavailable` (a 503), never a
-//! failure of ours.
+//! failure or deadlock (which no statement here meets under READ COMMITTED, but a stricter
+//! default isolation brings), or a user deleted under a token being recorded, rolls the
+//! statement back and it runs again, a bounded number of times ([`retryable`]); past that, and
+//! on any error of the connection or the server's state, the store is `Unavailable` (a 503),
+//! never a failure of ours.
 //!
 //! Waiting is bounded: taking a connection from the pool (opening one if needed) gives up after
-//! the acquire timeout, opening one after the connect timeout. A connection the server closed
-//! (a restart) is dropped when it comes back to the pool, so the store recovers by itself.
+//! the acquire timeout, opening one after the connect timeout, waiting for a statement's answer
+//! after the statement timeout. A connection the server closed (a restart) is dropped when it
+//! comes back to the pool, so the store recovers by itself.
 
 mod migrate;
 mod sql;
