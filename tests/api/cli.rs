@@ -6,6 +6,7 @@ use crate::common::process::*;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::sync::mpsc;
 
 #[test]
@@ -165,7 +166,24 @@ fn password_stdin_takes_one_line() {
 #[test]
 fn user_commands_manage_users() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+    manage_users(dir.path(), &[]);
+}
+
+/// The same commands on PostgreSQL, on a fresh database.
+#[test]
+fn user_commands_manage_users_on_postgres() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(database) = runtime.block_on(crate::common::postgres::TestDatabase::create()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    manage_users(dir.path(), &["--database", &database.url]);
+}
+
+/// Creates, lists, changes and deletes users through the CLI, on the database `db` names
+/// (`--database URL`, or nothing for the default).
+fn manage_users(d: &Path, db: &[&str]) {
+    let run = |d: &Path, args: &[&str], stdin: &str| run(d, &[db, args].concat(), stdin);
     let out = run(
         d,
         &["user", "create", "alice", "--password-stdin", "--staff"],
