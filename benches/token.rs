@@ -2,7 +2,7 @@
 //! naive reference server does), in one run: `cargo bench --bench token`.
 
 use handstamp::token::{
-    Algorithm, ClaimNames, Claims, SigningKey, TokenCodec, TokenType, Validation,
+    Algorithm, ClaimNames, Claims, KeySet, SigningKey, TokenCodec, TokenType, Validation,
 };
 use std::hint::black_box;
 use std::time::Instant;
@@ -32,7 +32,7 @@ fn time(mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let codec = TokenCodec::new(
-        SigningKey::hmac(Algorithm::HS256, KEY),
+        KeySet::new(SigningKey::hmac(Algorithm::HS256, KEY), None),
         ClaimNames::default(),
         Validation::default(),
     );

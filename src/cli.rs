@@ -1,15 +1,16 @@
-//! The command line: serve, migrate, manage users, flush expired tokens.
+//! The command line: serve, migrate, manage users and their sessions, flush expired tokens.
 
 use crate::config::{ConfigError, LogFormat, Settings};
+use crate::password::Hasher;
 use crate::server::{self, ServeError};
-use crate::service::{AuthService, ServiceError};
+use crate::service::{AuthService, KEY_REFRESH, KeysError, ServiceError, SetupError, rfc3339};
 use crate::store::{self, DatabaseUrl, PoolOptions, StoreError};
+use crate::token::Algorithm;
 use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,8 +47,61 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
-    /// Delete refresh tokens past their expiry, with their blacklist entries.
+    /// List and end a user's sessions (a login and the refresh tokens rotated from it).
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Delete refresh tokens past their expiry, with their blacklist entries, and sessions
+    /// whose last refresh token expired.
     FlushExpiredTokens,
+    /// Rotate the signing keys kept in the database: generate, activate, retire, export.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List the keys, oldest first, tab-separated, with a header: kid, algorithm, state
+    /// (pending, active, previous, retired), created, activated, and the last possible expiry
+    /// of a token it signed.
+    List,
+    /// Generate a key: published in the JWKS at once, signing only once activated.
+    Generate {
+        /// Default: the `algorithm` setting.
+        #[arg(long)]
+        algorithm: Option<Algorithm>,
+    },
+    /// Make a key the signing key (every instance within 5 s); the one before keeps verifying.
+    Activate {
+        kid: String,
+        /// Activate even though verifiers may not have fetched the key yet.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Stop publishing and trusting a key once no token it signed can still be valid.
+    Retire {
+        kid: String,
+        /// Retire now, though tokens it signed are still valid (their holders are logged out).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a key's private key (PEM; an HMAC secret in base64): keep it safe.
+    Export { kid: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionCommand {
+    /// List a user's live sessions, newest first, tab-separated, with a header.
+    List { name: String },
+    /// End one of a user's sessions, or with --all every one of them ("log out everywhere":
+    /// access tokens issued so far are refused too, wherever the user is loaded).
+    Revoke {
+        name: String,
+        /// The session's id, as `session list` shows it.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +147,10 @@ pub enum CliError {
     },
     #[error(transparent)]
     Service(#[from] ServiceError),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Keys(#[from] KeysError),
     #[error(transparent)]
     Serve(#[from] ServeError),
     #[error("{0}")]
@@ -186,14 +244,27 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::User(command) => {
             let store = database.open().await?;
-            let service = AuthService::new(settings.jwt, store).await?;
+            let service = AuthService::admin(settings.jwt, store).await?;
             user_command(&service, command).await?;
+        }
+        Command::Session(command) => {
+            let store = database.open().await?;
+            let service = AuthService::admin(settings.jwt, store).await?;
+            session_command(&service, command).await?;
+        }
+        Command::Keys(command) => {
+            let store = database.open().await?;
+            let service = AuthService::admin(settings.jwt, store).await?;
+            keys_command(&service, command).await?;
         }
         Command::FlushExpiredTokens => {
             let store = database.open().await?;
-            let service = AuthService::new(settings.jwt, store).await?;
+            let service = AuthService::admin(settings.jwt, store).await?;
             let deleted = service.flush_expired().await?;
-            println!("deleted {deleted} expired tokens");
+            println!("deleted {} expired tokens", deleted.tokens);
+            if deleted.sessions > 0 {
+                println!("deleted {} expired sessions", deleted.sessions);
+            }
         }
     }
     Ok(())
@@ -213,10 +284,13 @@ async fn serve(
         None => None,
     };
     let store = database.open_writable().await?;
-    let service = AuthService::new(settings.jwt.clone(), store)
+    let hasher = Hasher::with_queue(settings.server.password_queue);
+    let service = AuthService::with_hasher(settings.jwt.clone(), store, hasher)
         .await?
-        .with_password_queue(settings.server.password_queue);
-    let app = server::app(service.into(), settings);
+        .with_login_limits(&settings.login);
+    let service = Arc::new(service);
+    tokio::spawn(service.clone().keep_keys_fresh());
+    let app = server::app(service, settings);
     // One signal stops both the public listeners and the metrics one.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -345,8 +419,8 @@ async fn user_command(service: &AuthService, command: UserCommand) -> Result<(),
                     u.is_active,
                     u.is_staff,
                     u.is_superuser,
-                    timestamp(u.date_joined),
-                    u.last_login.map(timestamp).unwrap_or_else(|| "-".into())
+                    rfc3339(u.date_joined),
+                    u.last_login.map(rfc3339).unwrap_or_else(|| "-".into())
                 );
             }
         }
@@ -354,9 +428,93 @@ async fn user_command(service: &AuthService, command: UserCommand) -> Result<(),
     Ok(())
 }
 
-fn timestamp(seconds: i64) -> String {
-    let time = UNIX_EPOCH + Duration::from_secs(seconds.max(0) as u64);
-    humantime::format_rfc3339_seconds(time).to_string()
+async fn keys_command(service: &AuthService, command: KeysCommand) -> Result<(), CliError> {
+    match command {
+        KeysCommand::List => {
+            println!("kid\talgorithm\tstate\tcreated\tactivated\tlast_token_expiry");
+            let time = |t: Option<i64>| t.map_or("-".into(), rfc3339);
+            for key in service.list_keys().await? {
+                let kid = if key.kid.is_empty() { "-" } else { &key.kid };
+                println!(
+                    "{kid}\t{}\t{}\t{}\t{}\t{}",
+                    key.algorithm,
+                    key.state.as_str(),
+                    rfc3339(key.created_at),
+                    time(key.activated_at),
+                    time(key.last_expiry),
+                );
+            }
+        }
+        KeysCommand::Generate { algorithm } => {
+            let kid = service.generate_key(algorithm).await?;
+            println!(
+                "generated key {kid}: published now; activate it in {} s or later",
+                service.publication_lead()
+            );
+        }
+        KeysCommand::Activate { kid, force } => {
+            service.activate_key(&kid, force).await?;
+            println!(
+                "key {kid} signs from now on (every instance within {} s)",
+                KEY_REFRESH.as_secs()
+            );
+        }
+        KeysCommand::Retire { kid, force } => {
+            service.retire_key(&kid, force).await?;
+            println!("key {kid} is retired: no longer published or trusted");
+        }
+        KeysCommand::Export { kid } => print!("{}", service.export_key(&kid).await?),
+    }
+    Ok(())
+}
+
+async fn session_command(service: &AuthService, command: SessionCommand) -> Result<(), CliError> {
+    let name = match &command {
+        SessionCommand::List { name } | SessionCommand::Revoke { name, .. } => name,
+    };
+    let Some(user) = service.user_by_name(name).await? else {
+        return Err(StoreError::UnknownUser(name.clone()).into());
+    };
+    match command {
+        SessionCommand::List { .. } => {
+            println!("id\tcreated_at\tlast_refreshed_at\texpires_at\tip\tuser_agent");
+            for s in service.sessions(user.id).await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    s.id,
+                    rfc3339(s.created_at),
+                    rfc3339(s.last_refreshed_at),
+                    rfc3339(s.expires_at),
+                    s.ip.as_deref().unwrap_or("-"),
+                    s.user_agent.as_deref().map_or("-".into(), printable),
+                );
+            }
+        }
+        SessionCommand::Revoke { id: Some(id), .. } => {
+            if !service.end_session(user.id, &id).await? {
+                let message = format!("{} has no live session {id:?}", user.username);
+                return Err(CliError::Input(message));
+            }
+            println!("revoked session {id} of {}", user.username);
+        }
+        SessionCommand::Revoke { id: None, .. } => {
+            let ended = service.end_all_sessions(user.id).await?;
+            let plural = if ended == 1 { "" } else { "s" };
+            println!(
+                "revoked {ended} session{plural} of {}; tokens issued before now are refused",
+                user.username
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `text` fit for one field of a tab-separated line on a terminal: what a client sent (a user
+/// agent) may hold tabs, and bytes that decode to control characters such as U+009B (CSI).
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Django's username rule: 1 to 150 letters, digits and @ . + - _.

@@ -15,6 +15,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod target;
+pub mod throttle;
 pub mod token;
 
 pub use config::Settings;

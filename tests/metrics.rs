@@ -98,6 +98,18 @@ async fn metrics_count_logins_tokens_and_requests() {
         ),
         5.0
     );
+
+    // The last login cleared the two failures; five more lock the username (the default), and
+    // the refusals after that are counted.
+    assert_eq!(sample(&text, "handstamp_logins_throttled_total"), 0.0);
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let body = json!({"username": "mo", "password": "bad"});
+        statuses.push(s.post("/api/token/", body).await.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
+    let text = scrape(&s).await;
+    assert_eq!(sample(&text, "handstamp_logins_throttled_total"), 2.0);
 }
 
 /// `GET path` through the whole app as if from `peer`, without a socket: status and body.

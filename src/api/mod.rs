@@ -2,6 +2,8 @@
 
 mod body;
 mod health;
+mod keys;
+pub(crate) mod sessions;
 pub(crate) mod token;
 pub(crate) mod users;
 
@@ -15,7 +17,7 @@ use axum::extract::Request;
 use axum::handler::Handler;
 use axum::http::Method;
 use axum::response::Response;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Extension, Json, Router};
 use serde::Serialize;
 use std::future::Future;
@@ -40,8 +42,11 @@ enum Endpoint {
     Verify,
     Blacklist,
     Me,
+    Sessions,
+    Session,
     Healthz,
     Readyz,
+    Jwks,
 }
 
 /// A handler called directly, without the router (see [`Hot`]).
@@ -86,7 +91,7 @@ impl ApiRoute {
 /// The API's routes, each path written once: the router, the token body limit ([`token_route`])
 /// and the hot routes (`server::hot`) are all read off this table. A static, not a const: a const
 /// would be built anew at each use, on every request.
-pub static ROUTES: [ApiRoute; 7] = [
+pub static ROUTES: [ApiRoute; 10] = [
     ApiRoute {
         path: "/api/token/",
         endpoint: Endpoint::Obtain,
@@ -124,6 +129,18 @@ pub static ROUTES: [ApiRoute; 7] = [
         }),
     },
     ApiRoute {
+        path: "/api/sessions/",
+        endpoint: Endpoint::Sessions,
+        token_body: false,
+        hot: None,
+    },
+    ApiRoute {
+        path: "/api/sessions/{id}/",
+        endpoint: Endpoint::Session,
+        token_body: false,
+        hot: None,
+    },
+    ApiRoute {
         path: "/healthz/",
         endpoint: Endpoint::Healthz,
         token_body: false,
@@ -132,6 +149,13 @@ pub static ROUTES: [ApiRoute; 7] = [
     ApiRoute {
         path: "/readyz/",
         endpoint: Endpoint::Readyz,
+        token_body: false,
+        hot: None,
+    },
+    // Served as `/.well-known/jwks.json` (RFC 8615), like every route also with a slash.
+    ApiRoute {
+        path: "/.well-known/jwks.json/",
+        endpoint: Endpoint::Jwks,
         token_body: false,
         hot: None,
     },
@@ -168,7 +192,15 @@ fn methods(
         Endpoint::Me => get(users::me)
             .options(|_: CurrentUser| metadata("Me"))
             .fallback(not_allowed_once_authenticated),
+        Endpoint::Sessions => get(sessions::list)
+            .delete(sessions::end_all)
+            .options(|_: CurrentUser| metadata("Sessions"))
+            .fallback(not_allowed_once_authenticated),
+        Endpoint::Session => delete(sessions::end)
+            .options(|_: CurrentUser| metadata("Session"))
+            .fallback(not_allowed_once_authenticated),
         Endpoint::Healthz => get(health::healthz).fallback(not_allowed),
+        Endpoint::Jwks => get(keys::jwks).fallback(not_allowed),
         Endpoint::Readyz => {
             let readyz = get(health::readyz).fallback(not_allowed);
             match others {

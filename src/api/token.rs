@@ -3,7 +3,7 @@
 use super::Payload;
 use crate::http::empty_object;
 use crate::http::error::ApiError;
-use crate::service::{AuthService, Refreshed, ServiceError, TokenPair};
+use crate::service::{AuthService, ClientInfo, Refreshed, ServiceError, TokenPair};
 use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
@@ -13,12 +13,13 @@ type Service = State<Arc<AuthService>>;
 
 pub async fn obtain(
     State(service): Service,
+    client: ClientInfo,
     mut body: Payload,
 ) -> Result<Json<TokenPair>, ApiError> {
     let username = body.string("username");
     let password = body.string("password");
     body.finish()?;
-    Ok(Json(service.obtain(&username, &password).await?))
+    Ok(Json(service.obtain(&username, &password, &client).await?))
 }
 
 pub async fn refresh(

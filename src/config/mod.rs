@@ -1,18 +1,21 @@
-//! Settings: simplejwt's names and defaults, read from the `[jwt]`, `[server]` and `[database]`
-//! tables (and the `[[static]]` and `[[upstream]]` arrays) of a TOML file and from `HANDSTAMP_*` environment
-//! variables (the environment wins), and checked once at start-up. Each table is one struct in
-//! its own file (`jwt.rs`, `server.rs`, `database.rs`, `gateway.rs`), the very struct the program reads, that
+//! Settings: simplejwt's names and defaults, read from the `[jwt]`, `[server]`, `[login]` and
+//! `[database]` tables (and the `[[static]]` and `[[upstream]]` arrays) of a TOML file and from
+//! `HANDSTAMP_*` environment variables (the environment wins), and checked once at start-up. Each
+//! table is one struct in its own file (`jwt.rs`, `server.rs`, `login.rs`, `database.rs`,
+//! `gateway.rs`), the very struct the program reads, that
 //! declares each setting once: its key and type, its parser (which names what is wrong), its
 //! default in the struct's `Default`; the environment's names are read from those structs.
 
 mod database;
 mod gateway;
 mod jwt;
+mod login;
 mod server;
 
 pub use database::DatabaseSettings;
 pub use gateway::{AuthMode, Balance, StaticMount, UpstreamSettings};
-pub use jwt::JwtSettings;
+pub use jwt::{JwtSettings, Keys};
+pub use login::LoginSettings;
 pub use server::{LogFormat, ServerSettings, TlsFiles};
 
 use figment::providers::{Format, Toml};
@@ -23,9 +26,13 @@ use serde::de::DeserializeOwned;
 use serde::de::{self, Deserializer, Visitor};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::{fmt, time::Duration};
+
+/// How often an instance reads the database's signing keys again: a change made anywhere is in
+/// use everywhere within this.
+pub const KEY_REFRESH: Duration = Duration::from_secs(5);
 
 /// A setting that failed its check, named as the user wrote it.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +108,8 @@ pub struct Settings {
     #[serde(default)]
     pub server: ServerSettings,
     #[serde(default)]
+    pub login: LoginSettings,
+    #[serde(default)]
     pub database: DatabaseSettings,
     /// Directories served as static files, under URL prefixes.
     #[serde(default, rename = "static")]
@@ -138,6 +147,7 @@ impl Settings {
     fn check(self) -> Result<Self, ConfigError> {
         self.jwt.check()?;
         self.server.check()?;
+        self.login.check()?;
         self.database.check()?;
         Ok(Settings {
             statics: self
@@ -168,11 +178,12 @@ impl EnvSettings {
     /// Settings from `vars`; any other variable with our prefix is an error, as an unknown key
     /// in the file is.
     fn read(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Self, ConfigError> {
-        // The keys of the `[jwt]` and `[server]` tables, as their structs declare them, and
+        // The keys of the `[jwt]`, `[server]` and `[login]` tables, as their structs declare them, and
         // those of `[database]` after `DATABASE_` (its `max_connections` is not the server's).
         let tables = [
             ("jwt", "", names::<JwtSettings>()),
             ("server", "", names::<ServerSettings>()),
+            ("login", "", names::<LoginSettings>()),
             ("database", "database_", names::<DatabaseSettings>()),
         ];
         let mut sections: BTreeMap<&str, Dict> = BTreeMap::new();
@@ -298,6 +309,10 @@ fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error>
     Ok(Option::<Scalar>::deserialize(d)?.map(String::from))
 }
 
+fn opt_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    Ok(opt_text(d)?.map(PathBuf::from))
+}
+
 /// A list, or one value standing for a list of one.
 fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -399,6 +414,7 @@ mod tests {
         assert_eq!(s.jwt.access_token_lifetime, Duration::from_secs(300));
         assert_eq!(s.jwt.refresh_token_lifetime, Duration::from_secs(86_400));
         assert!(s.jwt.rotate_refresh_tokens && s.jwt.blacklist_after_rotation);
+        assert_eq!(s.jwt.refresh_reuse_interval, Duration::from_secs(10));
         assert!(!s.jwt.update_last_login);
         assert_eq!(s.jwt.algorithm, Algorithm::HS256);
         assert_eq!(s.jwt.auth_header_types, ["Bearer"]);
@@ -434,6 +450,7 @@ mod tests {
             ("HANDSTAMP_ISSUER", "007"),
             ("HANDSTAMP_AUTH_HEADER_TYPES", "true"),
             ("HANDSTAMP_ACCESS_TOKEN_LIFETIME", "600"),
+            ("HANDSTAMP_REFRESH_REUSE_INTERVAL", "0"),
             ("HANDSTAMP_BIND", "[::1]:8000"),
         ])
         .unwrap();
@@ -443,6 +460,7 @@ mod tests {
         assert_eq!(s.jwt.issuer.as_deref(), Some("007"));
         assert_eq!(s.jwt.auth_header_types, ["true"]);
         assert_eq!(s.jwt.access_token_lifetime, Duration::from_secs(600));
+        assert_eq!(s.jwt.refresh_reuse_interval, Duration::ZERO);
         assert_eq!(s.server.bind, ["[::1]:8000"]);
     }
 
@@ -519,6 +537,7 @@ mod tests {
         for key in names::<JwtSettings>()
             .iter()
             .chain(names::<ServerSettings>())
+            .chain(names::<LoginSettings>())
             .map(|key| key.to_string())
             .chain(database_keys)
         {

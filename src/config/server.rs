@@ -1,9 +1,12 @@
 //! The `[server]` table: listeners, limits and timeouts.
 
 use super::{
-    ConfigError, choice, count, duration, invalid, list, opt_text, positive_duration, size,
+    ConfigError, choice, count, duration, invalid, list, opt_path, opt_text, positive_duration,
+    size,
 };
-use serde::{Deserialize, Deserializer};
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, de};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -50,6 +53,10 @@ pub struct ServerSettings {
     /// listeners serve it to loopback peers only.
     #[serde(deserialize_with = "opt_text")]
     pub metrics_bind: Option<String>,
+    /// Proxies whose `X-Forwarded-For` is believed (addresses or networks, `10.0.0.0/8`): the
+    /// client's address is then the first one of that header, from the right, not in this list.
+    #[serde(deserialize_with = "networks")]
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// The certificate chain and key a TLS listener serves.
@@ -86,12 +93,27 @@ impl Default for ServerSettings {
             password_queue: 256,
             check_user: true,
             metrics_bind: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
 
-fn opt_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
-    Ok(opt_text(d)?.map(PathBuf::from))
+/// Addresses or networks: `127.0.0.1`, `::1`, `10.0.0.0/8`.
+fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    list(d)?
+        .iter()
+        .filter(|item| !item.trim().is_empty())
+        .map(|item| {
+            let item = item.trim();
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    de::Error::custom(format!(
+                        "{item:?} is not an address or a network such as \"10.0.0.0/8\""
+                    ))
+                })
+        })
+        .collect()
 }
 
 impl ServerSettings {
@@ -182,6 +204,24 @@ mod tests {
                 .to_string();
             assert!(err.contains(&format!("`{setting}`")), "{err}");
         }
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_networks() {
+        let s = from_toml("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\", \"192.0.2.7\"]\n")
+            .unwrap();
+        let shown: Vec<String> = s
+            .server
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "::1/128", "192.0.2.7/32"]);
+        assert!(Settings::default().server.trusted_proxies.is_empty());
+        let err = from_toml("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`trusted_proxies`"), "{err}");
     }
 
     #[test]

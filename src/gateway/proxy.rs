@@ -5,6 +5,7 @@ use super::balance::{Backend, InFlight, Pool};
 use crate::config::{AuthMode, UpstreamSettings};
 use crate::http::Tls;
 use crate::http::auth::{AuthError, Authenticated};
+use crate::http::client::X_FORWARDED_FOR;
 use crate::http::error::ApiError;
 use crate::request_id;
 use crate::service::AuthService;
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 /// The header carrying the authenticated user's id to the backend.
 pub const USER_ID: HeaderName = HeaderName::from_static("x-handstamp-user-id");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 

@@ -181,6 +181,13 @@ impl IntoResponse for ApiError {
                 ServiceError::Password(PasswordError::Busy) => unavailable(&text),
                 ServiceError::Password(PasswordError::TooLong) => detail(StatusCode::BAD_REQUEST),
                 ServiceError::Password(e) => server_error(e),
+                ServiceError::Throttled { retry_after } => {
+                    let mut response = detail(StatusCode::TOO_MANY_REQUESTS);
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+                    response
+                }
             },
             ApiError::Auth(e) => match e {
                 AuthError::NotProvided => detail(StatusCode::UNAUTHORIZED),

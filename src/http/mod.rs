@@ -1,8 +1,10 @@
 //! What every web room (`api`, `gateway`, `server`) shares, and which imports none of them:
-//! errors as responses (every error body, in `error.rs`), the Bearer extractors (`auth.rs`),
-//! JSON responses, the TLS marker a connection puts on its requests, and what `/readyz` lists.
+//! errors as responses (every error body, in `error.rs`), the Bearer extractors (`auth.rs`), the
+//! client's address and user agent (`client.rs`), JSON responses, the TLS marker a connection
+//! puts on its requests, and what `/readyz` lists.
 
 pub mod auth;
+pub mod client;
 pub mod error;
 
 use axum::body::Body;

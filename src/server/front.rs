@@ -11,6 +11,7 @@
 use super::hot::{HotFuture, HotRoutes};
 use super::observe;
 use crate::api;
+use crate::http::client::{ClientAddr, TrustedProxies};
 use crate::http::error::ApiError;
 use crate::http::{RESPONSE_HEADERS, Tls};
 use crate::request_id::{self, REQUEST_ID, Route, Scope};
@@ -66,6 +67,7 @@ pub struct Front<S> {
     max_body: usize,
     token_body_limit: DefaultBodyLimit,
     token_max_body: usize,
+    trusted_proxies: TrustedProxies,
 }
 
 impl<S> Front<S> {
@@ -78,7 +80,14 @@ impl<S> Front<S> {
             max_body,
             token_body_limit: DefaultBodyLimit::max(max_body),
             token_max_body: max_body,
+            trusted_proxies: TrustedProxies::default(),
         }
+    }
+
+    /// Believes these proxies' `X-Forwarded-For` for the client's address ([`ClientAddr`]).
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
+        self
     }
 
     /// Limits the token endpoints' bodies to `limit` bytes (never more than the general limit),
@@ -185,6 +194,10 @@ where
             }
             None => {
                 if let Some(peer) = peer {
+                    let client = self
+                        .trusted_proxies
+                        .client_addr(peer.addr.ip(), req.headers());
+                    req.extensions_mut().insert(ClientAddr(client));
                     req.extensions_mut().insert(ConnectInfo(peer.addr));
                     if peer.tls {
                         req.extensions_mut().insert(Tls(true));

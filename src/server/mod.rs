@@ -20,6 +20,7 @@ pub use tls::{CertStore, TlsError};
 use crate::api;
 use crate::config::{ServerSettings, Settings};
 use crate::gateway::Gateway;
+use crate::http::client::TrustedProxies;
 use crate::service::AuthService;
 use axum::Router;
 use axum::body::Body;
@@ -67,6 +68,7 @@ pub fn layered(router: Router, settings: &ServerSettings) -> App {
         settings.max_body,
     )
     .with_token_body_limit(settings.token_max_body)
+    .with_trusted_proxies(TrustedProxies::new(settings.trusted_proxies.clone()))
 }
 
 /// Binds every address before serving any, so a bad one stops start-up.

@@ -3,7 +3,7 @@
 
 use crate::config::TlsFiles;
 use arc_swap::ArcSwap;
-use rustls::crypto::ring;
+use rustls::crypto::aws_lc_rs;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
@@ -46,7 +46,7 @@ impl CertStore {
     /// A rustls configuration serving this certificate, offering HTTP/2 and HTTP/1.1.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let mut config =
-            rustls::ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            rustls::ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
                 .with_safe_default_protocol_versions()?
                 .with_no_client_auth()
                 .with_cert_resolver(self.clone());
@@ -77,7 +77,7 @@ fn read(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
         path: files.key.display().to_string(),
         message: e.to_string(),
     })?;
-    let signing_key = ring::default_provider()
+    let signing_key = aws_lc_rs::default_provider()
         .key_provider
         .load_private_key(key)
         .map_err(|e| TlsError::Key {

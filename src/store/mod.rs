@@ -1,13 +1,22 @@
-//! Persistence behind one trait: users, outstanding and blacklisted refresh tokens, and the
-//! generated signing secret. Knows nothing of HTTP. Two engines: SQLite (embedded, the default)
-//! and PostgreSQL (many instances on one database); `tests/api/store_contract.rs` holds both to
-//! the same behaviour.
+//! Persistence behind one trait: users, sessions (refresh-token families), outstanding and
+//! blacklisted refresh tokens, failed logins, signing keys and the generated signing secret.
+//! Knows nothing of HTTP. Two engines: SQLite (embedded, the default) and PostgreSQL (many
+//! instances on one database).
+//!
+//! The rules of sessions live in the trait's contract (the methods' documentation), not in an
+//! engine: every engine keeps them inside its own transactions. `contract.rs` holds the rule
+//! tests at fixed times and `tests/api/store_contract.rs` the behaviour suite; both run on
+//! every engine.
 
+#[cfg(test)]
+pub(crate) mod contract;
 mod postgres;
 mod sqlite;
+mod throttle;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use throttle::{FailureCount, Limit};
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -23,6 +32,22 @@ pub struct User {
     pub is_superuser: bool,
     pub date_joined: i64,
     pub last_login: Option<i64>,
+    /// Set by "log out everywhere": tokens issued (`iat`) before it are refused.
+    pub tokens_valid_after: Option<i64>,
+}
+
+impl User {
+    /// Whether a token issued at `iat` was issued before "log out everywhere" (a token
+    /// without `iat` counts as issued before it).
+    pub fn revoked_token(&self, iat: Option<i64>) -> bool {
+        issued_before(self.tokens_valid_after, iat)
+    }
+}
+
+/// Whether a token issued at `iat` (none: unknown) was issued before `valid_after`, a user's
+/// `tokens_valid_after`. The one reading of that column, for every engine.
+pub fn issued_before(valid_after: Option<i64>, iat: Option<i64>) -> bool {
+    valid_after.is_some_and(|after| iat.is_none_or(|iat| iat < after))
 }
 
 /// A password hash (PHC string), never the password. Never printed: `Debug` shows `<hash>`,
@@ -72,23 +97,101 @@ pub struct Outstanding {
     pub expires_at: i64,
 }
 
+/// A signing key kept in the database. Its state follows from its times: pending (published,
+/// not yet signing), active (signing), previous (verifying what it signed), retired (gone).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// Empty for an HMAC key whose tokens carry no kid.
+    pub kid: String,
+    pub algorithm: String,
+    /// PKCS#8 DER, or the HMAC secret.
+    pub private_key: Vec<u8>,
+    pub created_at: i64,
+    pub activated_at: Option<i64>,
+    pub deactivated_at: Option<i64>,
+    pub retired_at: Option<i64>,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("private_key", &"<secret>")
+            .field("created_at", &self.created_at)
+            .field("activated_at", &self.activated_at)
+            .field("deactivated_at", &self.deactivated_at)
+            .field("retired_at", &self.retired_at)
+            .finish()
+    }
+}
+
+impl StoredKey {
+    pub fn is_active(&self) -> bool {
+        self.activated_at.is_some() && self.deactivated_at.is_none() && self.retired_at.is_none()
+    }
+}
+
+/// A session: one login and every refresh token rotated from its token (a token family).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Opaque, made by the service (128 random bits).
+    pub id: String,
+    pub user_id: i64,
+    pub created_at: i64,
+    pub last_refreshed_at: i64,
+    /// When the session's newest refresh token expires.
+    pub expires_at: i64,
+    /// The client's address and User-Agent at login.
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub revoked_at: Option<i64>,
+}
+
+/// What a login asks of the store, all in one transaction.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// The new session (`revoked_at` is `None`).
+    pub session: Session,
+    /// The refresh token the login issues, which belongs to `session`.
+    pub token: Outstanding,
+    /// Set the user's `last_login` to the session's `created_at`.
+    pub record_login: bool,
+}
+
 /// What a refresh asks of the store, all in one transaction.
 #[derive(Debug, Clone)]
 pub struct Refresh {
+    /// The token presented; `created_at` is its `iat`.
     pub old: Outstanding,
     /// Blacklist `old` (rotation with blacklisting); otherwise it is only checked.
     pub blacklist_old: bool,
     /// The user named by the token, who must still exist and be active.
     pub user_id: Option<i64>,
-    /// The rotated refresh token to record.
+    /// The rotated refresh token to record, in `old`'s session.
     pub new: Option<Outstanding>,
+    /// Seconds: a blacklisted token presented again this long or longer after it was
+    /// blacklisted is a reuse that revokes its session; sooner, it is refused alone.
+    pub reuse_interval: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefreshOutcome {
     Done,
+    /// Refused: the token is blacklisted, its session revoked, or it was issued before the
+    /// user's `tokens_valid_after`. Nothing was revoked by this refresh.
     Blacklisted,
+    /// Refused as `Blacklisted`, and the token's session has been revoked for the reuse.
+    Revoked,
     NoActiveUser,
+}
+
+/// What [`Store::flush_expired`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flushed {
+    /// Outstanding and blacklisted tokens (a token in both counts once).
+    pub tokens: u64,
+    pub sessions: u64,
 }
 
 /// The cause of a store failure, kept for the logs. Shared, because the writer answers every
@@ -137,20 +240,75 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn delete_user(&self, username: &str) -> Result<()>;
     async fn record_login(&self, user_id: i64, now: i64) -> Result<()>;
 
-    /// Records a newly issued refresh token.
+    /// Records a newly issued refresh token, outside any session.
     async fn outstand(&self, token: &Outstanding) -> Result<()>;
+    /// A login, in one transaction: creates `login.session`, records `login.token` in it, and
+    /// with `record_login` sets the user's `last_login`. False, with nothing written, when the
+    /// user no longer exists.
+    async fn start_session(&self, login: Login) -> Result<bool>;
     async fn is_blacklisted(&self, jti: &str) -> Result<bool>;
-    /// Blacklists `token`; false if it already was.
+    /// Blacklists `token` and, in the same transaction, revokes the session it belongs to (as
+    /// [`Store::revoke_session`] does; also when the token was blacklisted already, so that a
+    /// stale token of a session still ends it). False if the token was blacklisted already.
     async fn blacklist(&self, token: &Outstanding, now: i64) -> Result<bool>;
-    /// Checks and rotates a refresh token atomically: when this returns `Done`, the change is
-    /// durable and no concurrent refresh of the same token can also succeed.
+    /// Checks and rotates a refresh token atomically, in one transaction, in this order:
+    /// 1. With `user_id`, the user must exist and be active, else `Blacklisted` when `old` is
+    ///    blacklisted and `NoActiveUser` when not.
+    /// 2. `Blacklisted` when `old`'s session is revoked, or `old` was issued (`created_at`)
+    ///    before the user's `tokens_valid_after`.
+    /// 3. When `old` is blacklisted: `Blacklisted`; but when it was blacklisted
+    ///    `reuse_interval` seconds or more before `now` and belongs to a session, that session
+    ///    is revoked (as [`Store::revoke_session`]) and the answer is `Revoked`. Either way the
+    ///    transaction commits: a revocation is durable although the refresh is refused.
+    /// 4. Otherwise `Done`: `old` is blacklisted when `blacklist_old`; `new` is recorded in
+    ///    `old`'s session with `old` as its parent; the session's `last_refreshed_at` becomes
+    ///    `now` and its `expires_at` the later of its own and `new`'s.
+    ///
+    /// When this returns, the change is durable; of concurrent refreshes of one token with
+    /// `blacklist_old`, exactly one is `Done` (the others, being within the interval or not,
+    /// see it blacklisted).
     async fn refresh(&self, refresh: Refresh, now: i64) -> Result<RefreshOutcome>;
-    /// Deletes tokens that expired before `now`, with their blacklist rows; returns how many.
-    async fn flush_expired(&self, now: i64) -> Result<u64>;
+    /// Deletes tokens that expired before `now`, with their blacklist rows, and sessions whose
+    /// `expires_at` passed (revoked or not: their tokens have all expired).
+    async fn flush_expired(&self, now: i64) -> Result<Flushed>;
+
+    /// The user's live sessions (not revoked, `expires_at` after `now`), newest first.
+    async fn sessions(&self, user_id: i64, now: i64) -> Result<Vec<Session>>;
+    /// Revokes the user's live session `id`: sets its `revoked_at` and blacklists every one of
+    /// its tokens that has not expired, so none refreshes again. False, with nothing changed,
+    /// when the user has no such live session (unknown id, another user's, revoked or expired).
+    async fn revoke_session(&self, user_id: i64, id: &str, now: i64) -> Result<bool>;
+    /// "Log out everywhere", in one transaction: sets the user's `tokens_valid_after` to `now`
+    /// and revokes every live session of theirs as [`Store::revoke_session`]; returns how many.
+    async fn revoke_all_sessions(&self, user_id: i64, now: i64) -> Result<u64>;
 
     /// The secret stored under `name`, storing `candidate` first if there is none yet. Every
     /// instance sharing the database ends up with the same value.
     async fn secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>>;
+
+    /// Every signing key kept, retired ones included, oldest first.
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>>;
+    /// Adds `key` (pending). With `activate_if_none` it is also made the active key, but only
+    /// when no key is active yet: of instances starting at once on an empty database, exactly
+    /// one key ends up active and the others' candidates are not kept. False when nothing was
+    /// added (the kid is taken, or a key is already active).
+    async fn add_signing_key(&self, key: StoredKey, activate_if_none: bool) -> Result<bool>;
+    /// Makes the unretired key `kid` the one that signs; the one that signed before stops at
+    /// `now` and keeps verifying. False when there is no such key.
+    async fn activate_signing_key(&self, kid: &str, now: i64) -> Result<bool>;
+    /// Retires the key `kid` (never the active one): it is no longer published or trusted.
+    /// False when there is no such unretired, inactive key.
+    async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool>;
+
+    /// The failed logins on record for each of `keys`, in their order; a key with none, or
+    /// whose record has expired, is `None`.
+    async fn login_failures(&self, keys: &[String], now: i64) -> Result<Vec<Option<FailureCount>>>;
+    /// Counts one failed login against each key under its limit, with
+    /// [`FailureCount::after_failure`], atomically: concurrent failures on any instance all
+    /// count. Records that have expired are deleted on the way.
+    async fn login_failed(&self, keys: Vec<(String, Limit)>, now: i64) -> Result<()>;
+    /// Forgets the failed logins counted against `key` (a successful login).
+    async fn forget_login_failures(&self, key: &str) -> Result<()>;
 }
 
 /// A connection pool's bounds (PostgreSQL; SQLite has one writer and a reader per thread).
@@ -303,6 +461,7 @@ mod tests {
             is_superuser: false,
             date_joined: 0,
             last_login: None,
+            tokens_valid_after: None,
         };
         let shown = format!("{user:?} {user:#?}");
         assert!(!shown.contains("argon2id"), "{shown}");

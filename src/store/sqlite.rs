@@ -14,7 +14,8 @@
 //! last batch's outcome is kept for [`Store::ping`], which probes with a write while it failed.
 
 use super::{
-    NewUser, Outstanding, PasswordHash, Refresh, RefreshOutcome, Result, Store, StoreError, User,
+    FailureCount, Flushed, Limit, Login, NewUser, Outstanding, PasswordHash, Refresh,
+    RefreshOutcome, Result, Session, Store, StoreError, StoredKey, User, issued_before,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior};
@@ -31,16 +32,24 @@ use tokio::sync::oneshot;
 const MAX_BATCH: usize = 512;
 
 static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
-    Migrations::new(vec![M::up(include_str!(
-        "../../migrations/sqlite/0001_initial.sql"
-    ))])
+    Migrations::new(vec![
+        M::up(include_str!("../../migrations/sqlite/0001_initial.sql")),
+        M::up(include_str!("../../migrations/sqlite/0002_sessions.sql")),
+        M::up(include_str!(
+            "../../migrations/sqlite/0003_login_failures.sql"
+        )),
+        M::up(include_str!(
+            "../../migrations/sqlite/0004_signing_keys.sql"
+        )),
+    ])
 });
 
 /// The user columns, in [`user_from`]'s order; a macro so that queries are string constants
 /// (the lookups on the hot path should not format SQL).
 macro_rules! user_columns {
     () => {
-        "id, username, password, is_active, is_staff, is_superuser, date_joined, last_login"
+        "id, username, password, is_active, is_staff, is_superuser, date_joined, last_login, \
+         tokens_valid_after"
     };
 }
 
@@ -54,6 +63,27 @@ fn user_from(row: &Row) -> rusqlite::Result<User> {
         is_superuser: row.get(5)?,
         date_joined: row.get(6)?,
         last_login: row.get(7)?,
+        tokens_valid_after: row.get(8)?,
+    })
+}
+
+/// The session columns, in [`session_from`]'s order.
+macro_rules! session_columns {
+    () => {
+        "id, user_id, created_at, last_refreshed_at, expires_at, ip, user_agent, revoked_at"
+    };
+}
+
+fn session_from(row: &Row) -> rusqlite::Result<Session> {
+    Ok(Session {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        created_at: row.get(2)?,
+        last_refreshed_at: row.get(3)?,
+        expires_at: row.get(4)?,
+        ip: row.get(5)?,
+        user_agent: row.get(6)?,
+        revoked_at: row.get(7)?,
     })
 }
 
@@ -377,6 +407,16 @@ fn commit(conn: &mut Connection, batch: &mut [Box<dyn Job>], files: &Files) -> R
     tx.commit().map_err(store_error)
 }
 
+fn failure_count_from(row: &Row) -> rusqlite::Result<FailureCount> {
+    Ok(FailureCount {
+        failures: row.get(0)?,
+        window_start: row.get(1)?,
+        locked_until: row.get(2)?,
+        lockouts: row.get(3)?,
+        last_failure: row.get(4)?,
+    })
+}
+
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(
         e,
@@ -390,6 +430,51 @@ fn is_blacklisted(conn: &Connection, jti: &str) -> rusqlite::Result<bool> {
         .query_row([jti], |row| row.get(0))
 }
 
+/// When `jti` was blacklisted, if it was.
+fn blacklisted_at(conn: &Connection, jti: &str) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT blacklisted_at FROM blacklisted_tokens WHERE jti = ?")?
+        .query_row([jti], |row| row.get(0))
+        .optional()
+}
+
+/// The session a token belongs to, while the session exists: its id and when it was revoked.
+fn session_of(conn: &Connection, jti: &str) -> rusqlite::Result<Option<(String, Option<i64>)>> {
+    conn.prepare_cached(
+        "SELECT s.id, s.revoked_at FROM outstanding_tokens o
+         JOIN sessions s ON s.id = o.session_id WHERE o.jti = ?",
+    )?
+    .query_row([jti], |row| Ok((row.get(0)?, row.get(1)?)))
+    .optional()
+}
+
+/// Revokes session `id` and blacklists its tokens that have not expired; false if it was
+/// revoked already (its tokens were blacklisted then, and none has joined it since).
+fn revoke(tx: &Transaction, id: &str, now: i64) -> rusqlite::Result<bool> {
+    let revoked = tx
+        .prepare_cached("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")?
+        .execute((now, id))?;
+    if revoked == 0 {
+        return Ok(false);
+    }
+    tx.prepare_cached(
+        "INSERT INTO blacklisted_tokens (jti, expires_at, blacklisted_at)
+         SELECT jti, expires_at, ?1 FROM outstanding_tokens
+         WHERE session_id = ?2 AND expires_at > ?1
+         ON CONFLICT (jti) DO NOTHING",
+    )?
+    .execute((now, id))?;
+    Ok(true)
+}
+
+/// The ids of the user's live sessions.
+fn live_sessions(tx: &Transaction, user_id: i64, now: i64) -> rusqlite::Result<Vec<String>> {
+    tx.prepare_cached(
+        "SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?",
+    )?
+    .query_map((user_id, now), |row| row.get(0))?
+    .collect()
+}
+
 /// Blacklists `jti`; false if it already was.
 fn add_to_blacklist(tx: &Transaction, token: &Outstanding, now: i64) -> rusqlite::Result<bool> {
     let added = tx
@@ -401,10 +486,17 @@ fn add_to_blacklist(tx: &Transaction, token: &Outstanding, now: i64) -> rusqlite
     Ok(added == 1)
 }
 
-fn record(tx: &Transaction, token: &Outstanding) -> rusqlite::Result<()> {
+/// Records `token`, in `session` (which exists) when it has one, rotated from `parent`.
+fn record(
+    tx: &Transaction,
+    token: &Outstanding,
+    session: Option<&str>,
+    parent: Option<&str>,
+) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO outstanding_tokens (jti, user_id, created_at, expires_at)
-         VALUES (?, (SELECT id FROM users WHERE id = ?), ?, ?)
+        "INSERT INTO outstanding_tokens
+           (jti, user_id, created_at, expires_at, session_id, parent_jti)
+         VALUES (?, (SELECT id FROM users WHERE id = ?), ?, ?, ?, ?)
          ON CONFLICT (jti) DO NOTHING",
     )?
     .execute((
@@ -412,6 +504,8 @@ fn record(tx: &Transaction, token: &Outstanding) -> rusqlite::Result<()> {
         token.user_id,
         token.created_at,
         token.expires_at,
+        session,
+        parent,
     ))?;
     Ok(())
 }
@@ -524,7 +618,44 @@ impl Store for SqliteStore {
 
     async fn outstand(&self, token: &Outstanding) -> Result<()> {
         let token = token.clone();
-        self.write(move |tx| record(tx, &token)).await
+        self.write(move |tx| record(tx, &token, None, None)).await
+    }
+
+    async fn start_session(&self, login: Login) -> Result<bool> {
+        self.write(move |tx| {
+            let Login {
+                session: s,
+                token,
+                record_login,
+            } = login;
+            // Nothing, rather than a foreign key error, for a user deleted since the password
+            // check: a failed job would fail its whole batch.
+            let created = tx
+                .prepare_cached(
+                    "INSERT INTO sessions
+                       (id, user_id, created_at, last_refreshed_at, expires_at, ip, user_agent)
+                     SELECT ?, id, ?, ?, ?, ?, ? FROM users WHERE id = ?",
+                )?
+                .execute((
+                    &s.id,
+                    s.created_at,
+                    s.last_refreshed_at,
+                    s.expires_at,
+                    &s.ip,
+                    &s.user_agent,
+                    s.user_id,
+                ))?;
+            if created == 0 {
+                return Ok(false);
+            }
+            record(tx, &token, Some(&s.id), None)?;
+            if record_login {
+                tx.prepare_cached("UPDATE users SET last_login = ? WHERE id = ?")?
+                    .execute((s.created_at, s.user_id))?;
+            }
+            Ok(true)
+        })
+        .await
     }
 
     async fn is_blacklisted(&self, jti: &str) -> Result<bool> {
@@ -533,45 +664,74 @@ impl Store for SqliteStore {
 
     async fn blacklist(&self, token: &Outstanding, now: i64) -> Result<bool> {
         let token = token.clone();
-        self.write(move |tx| add_to_blacklist(tx, &token, now))
-            .await
+        self.write(move |tx| {
+            let added = add_to_blacklist(tx, &token, now)?;
+            if let Some((session, _)) = session_of(tx, &token.jti)? {
+                revoke(tx, &session, now)?;
+            }
+            Ok(added)
+        })
+        .await
     }
 
     async fn refresh(&self, r: Refresh, now: i64) -> Result<RefreshOutcome> {
         self.write(move |tx| {
+            let mut valid_after = None;
             if let Some(user_id) = r.user_id {
-                let active: Option<bool> = tx
-                    .prepare_cached("SELECT is_active FROM users WHERE id = ?")?
-                    .query_row([user_id], |row| row.get(0))
+                let user: Option<(bool, Option<i64>)> = tx
+                    .prepare_cached("SELECT is_active, tokens_valid_after FROM users WHERE id = ?")?
+                    .query_row([user_id], |row| Ok((row.get(0)?, row.get(1)?)))
                     .optional()?;
-                if active != Some(true) {
+                match user {
+                    Some((true, after)) => valid_after = after,
                     // A blacklisted token is reported as such first, as simplejwt does.
-                    return Ok(if is_blacklisted(tx, &r.old.jti)? {
-                        RefreshOutcome::Blacklisted
-                    } else {
-                        RefreshOutcome::NoActiveUser
-                    });
+                    _ => {
+                        return Ok(if is_blacklisted(tx, &r.old.jti)? {
+                            RefreshOutcome::Blacklisted
+                        } else {
+                            RefreshOutcome::NoActiveUser
+                        });
+                    }
                 }
             }
-            let blacklisted = if r.blacklist_old {
-                !add_to_blacklist(tx, &r.old, now)?
-            } else {
-                is_blacklisted(tx, &r.old.jti)?
-            };
-            if blacklisted {
+            let session = session_of(tx, &r.old.jti)?;
+            let session_revoked = session.as_ref().is_some_and(|(_, at)| at.is_some());
+            if session_revoked || issued_before(valid_after, r.old.created_at) {
                 return Ok(RefreshOutcome::Blacklisted);
             }
+            let session = session.map(|(id, _)| id);
+            if let Some(at) = blacklisted_at(tx, &r.old.jti)? {
+                if let Some(id) = &session
+                    && now - at >= r.reuse_interval
+                {
+                    revoke(tx, id, now)?;
+                    return Ok(RefreshOutcome::Revoked);
+                }
+                return Ok(RefreshOutcome::Blacklisted);
+            }
+            if r.blacklist_old {
+                add_to_blacklist(tx, &r.old, now)?;
+            }
             if let Some(new) = &r.new {
-                record(tx, new)?;
+                record(tx, new, session.as_deref(), Some(&r.old.jti))?;
+            }
+            if let Some(id) = &session {
+                let expires_at = r.new.as_ref().map(|new| new.expires_at);
+                tx.prepare_cached(
+                    "UPDATE sessions SET last_refreshed_at = ?1,
+                       expires_at = MAX(expires_at, COALESCE(?2, expires_at))
+                     WHERE id = ?3",
+                )?
+                .execute((now, expires_at, id))?;
             }
             Ok(RefreshOutcome::Done)
         })
         .await
     }
 
-    async fn flush_expired(&self, now: i64) -> Result<u64> {
+    async fn flush_expired(&self, now: i64) -> Result<Flushed> {
         self.write(move |tx| {
-            let expired: i64 = tx.query_row(
+            let tokens: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM (SELECT jti FROM outstanding_tokens WHERE expires_at < ?1
                  UNION SELECT jti FROM blacklisted_tokens WHERE expires_at < ?1)",
                 [now],
@@ -579,7 +739,56 @@ impl Store for SqliteStore {
             )?;
             tx.execute("DELETE FROM outstanding_tokens WHERE expires_at < ?", [now])?;
             tx.execute("DELETE FROM blacklisted_tokens WHERE expires_at < ?", [now])?;
-            Ok(expired as u64)
+            let sessions = tx.execute("DELETE FROM sessions WHERE expires_at < ?", [now])?;
+            tx.execute("DELETE FROM login_failures WHERE expires_at <= ?", [now])?;
+            Ok(Flushed {
+                tokens: tokens as u64,
+                sessions: sessions as u64,
+            })
+        })
+        .await
+    }
+
+    async fn sessions(&self, user_id: i64, now: i64) -> Result<Vec<Session>> {
+        self.read(|c| {
+            let sql = concat!(
+                "SELECT ",
+                session_columns!(),
+                " FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?
+                 ORDER BY created_at DESC, rowid DESC"
+            );
+            c.prepare_cached(sql)?
+                .query_map((user_id, now), session_from)?
+                .collect()
+        })
+    }
+
+    async fn revoke_session(&self, user_id: i64, id: &str, now: i64) -> Result<bool> {
+        let id = id.to_owned();
+        self.write(move |tx| {
+            let live: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM sessions WHERE id = ? AND user_id = ?
+                       AND revoked_at IS NULL AND expires_at > ?)",
+                )?
+                .query_row((&id, user_id, now), |row| row.get(0))?;
+            Ok(live && revoke(tx, &id, now)?)
+        })
+        .await
+    }
+
+    async fn revoke_all_sessions(&self, user_id: i64, now: i64) -> Result<u64> {
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "UPDATE users SET tokens_valid_after = MAX(COALESCE(tokens_valid_after, ?1), ?1)
+                 WHERE id = ?2",
+            )?
+            .execute((now, user_id))?;
+            let mut revoked = 0;
+            for id in live_sessions(tx, user_id, now)? {
+                revoked += u64::from(revoke(tx, &id, now)?);
+            }
+            Ok(revoked)
         })
         .await
     }
@@ -597,12 +806,284 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT kid, algorithm, private_key, created_at, activated_at, deactivated_at,
+                        retired_at
+                 FROM signing_keys ORDER BY created_at, kid",
+            )?
+            .query_map([], |row| {
+                Ok(StoredKey {
+                    kid: row.get(0)?,
+                    algorithm: row.get(1)?,
+                    private_key: row.get(2)?,
+                    created_at: row.get(3)?,
+                    activated_at: row.get(4)?,
+                    deactivated_at: row.get(5)?,
+                    retired_at: row.get(6)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    async fn add_signing_key(&self, key: StoredKey, activate_if_none: bool) -> Result<bool> {
+        self.write(move |tx| {
+            let active: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE active = 1)",
+                [],
+                |row| row.get(0),
+            )?;
+            if activate_if_none && active {
+                return Ok(false);
+            }
+            let activate = activate_if_none;
+            let added = tx.execute(
+                "INSERT INTO signing_keys
+                   (kid, algorithm, private_key, created_at, activated_at, active)
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kid) DO NOTHING",
+                (
+                    &key.kid,
+                    &key.algorithm,
+                    &key.private_key,
+                    key.created_at,
+                    activate.then_some(key.created_at),
+                    activate,
+                ),
+            )?;
+            Ok(added == 1)
+        })
+        .await
+    }
+
+    async fn activate_signing_key(&self, kid: &str, now: i64) -> Result<bool> {
+        let kid = kid.to_owned();
+        self.write(move |tx| {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE kid = ? AND retired_at IS NULL)",
+                [&kid],
+                |row| row.get(0),
+            )?;
+            if !exists {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE signing_keys SET active = 0, deactivated_at = ?
+                 WHERE active = 1 AND kid <> ?",
+                (now, &kid),
+            )?;
+            tx.execute(
+                "UPDATE signing_keys SET active = 1, deactivated_at = NULL,
+                   activated_at = COALESCE(activated_at, ?)
+                 WHERE kid = ?",
+                (now, &kid),
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool> {
+        let kid = kid.to_owned();
+        self.write(move |tx| {
+            let retired = tx.execute(
+                "UPDATE signing_keys SET retired_at = ?
+                 WHERE kid = ? AND active = 0 AND retired_at IS NULL",
+                (now, &kid),
+            )?;
+            Ok(retired == 1)
+        })
+        .await
+    }
+
+    async fn login_failures(&self, keys: &[String], now: i64) -> Result<Vec<Option<FailureCount>>> {
+        self.read(|conn| {
+            let mut query = conn.prepare_cached(
+                "SELECT failures, window_start, locked_until, lockouts, last_failure
+                 FROM login_failures WHERE key = ? AND expires_at > ?",
+            )?;
+            keys.iter()
+                .map(|key| query.query_row((key, now), failure_count_from).optional())
+                .collect()
+        })
+    }
+
+    async fn login_failed(&self, keys: Vec<(String, Limit)>, now: i64) -> Result<()> {
+        self.write(move |tx| {
+            for (key, limit) in &keys {
+                let count = tx
+                    .prepare_cached(
+                        "SELECT failures, window_start, locked_until, lockouts, last_failure
+                         FROM login_failures WHERE key = ? AND expires_at > ?",
+                    )?
+                    .query_row((key, now), failure_count_from)
+                    .optional()?
+                    .unwrap_or_default()
+                    .after_failure(limit, now);
+                tx.prepare_cached(
+                    "INSERT INTO login_failures
+                       (key, failures, window_start, locked_until, lockouts, last_failure, expires_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (key) DO UPDATE SET failures = excluded.failures,
+                       window_start = excluded.window_start, locked_until = excluded.locked_until,
+                       lockouts = excluded.lockouts, last_failure = excluded.last_failure,
+                       expires_at = excluded.expires_at",
+                )?
+                .execute((
+                    key,
+                    count.failures,
+                    count.window_start,
+                    count.locked_until,
+                    count.lockouts,
+                    count.last_failure,
+                    count.expires_at(limit),
+                ))?;
+            }
+            tx.prepare_cached("DELETE FROM login_failures WHERE expires_at <= ?")?
+                .execute([now])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn forget_login_failures(&self, key: &str) -> Result<()> {
+        let key = key.to_owned();
+        self.write(move |tx| {
+            tx.prepare_cached("DELETE FROM login_failures WHERE key = ?")?
+                .execute([key])?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::error::Error as _;
+
+    /// A store on a new file, and the directory that holds it.
+    async fn temporary() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        (
+            SqliteStore::open(path.to_str().unwrap()).await.unwrap(),
+            dir,
+        )
+    }
+
+    crate::store::contract::store_contract!(temporary().await);
+
+    fn token(jti: &str, user_id: i64, iat: i64) -> Outstanding {
+        Outstanding {
+            jti: jti.into(),
+            user_id: Some(user_id),
+            created_at: Some(iat),
+            expires_at: iat + 3600,
+        }
+    }
+
+    /// A database of the first schema, with a user and a refresh token in it, upgraded: the
+    /// token belongs to no session and refreshes as before; its successor records its parent.
+    #[tokio::test]
+    async fn tokens_from_before_sessions_keep_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let mut conn = Connection::open(&path).unwrap();
+        let first = Migrations::new(vec![M::up(include_str!(
+            "../../migrations/sqlite/0001_initial.sql"
+        ))]);
+        first.to_latest(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, username, password, date_joined) VALUES (7, 'old', '-', 0);
+             INSERT INTO outstanding_tokens (jti, user_id, created_at, expires_at)
+             VALUES ('before', 7, 100, 3700);",
+        )
+        .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        let refresh = Refresh {
+            old: token("before", 7, 100),
+            blacklist_old: true,
+            user_id: Some(7),
+            new: Some(token("after", 7, 200)),
+            reuse_interval: 0,
+        };
+        let outcome = store.refresh(refresh.clone(), 200).await.unwrap();
+        assert_eq!(outcome, RefreshOutcome::Done);
+        // A reuse without a session revokes nothing, whatever the interval.
+        let reuse = store.refresh(refresh, 300).await.unwrap();
+        assert_eq!(reuse, RefreshOutcome::Blacklisted);
+        let row: (Option<String>, Option<String>) = store
+            .read(|c| {
+                c.query_row(
+                    "SELECT session_id, parent_jti FROM outstanding_tokens WHERE jti = 'after'",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+            })
+            .unwrap();
+        assert_eq!(row, (None, Some("before".into())));
+    }
+
+    /// A rotated token records its session and its parent.
+    #[tokio::test]
+    async fn a_rotated_token_records_its_session_and_parent() {
+        let (store, _dir) = temporary().await;
+        let new = NewUser {
+            username: "alice".into(),
+            password_hash: "-".into(),
+            is_staff: false,
+            is_superuser: false,
+        };
+        let alice = store.create_user(new, 0).await.unwrap().id;
+        let session = Session {
+            id: "s1".into(),
+            user_id: alice,
+            created_at: 100,
+            last_refreshed_at: 100,
+            expires_at: 3700,
+            ip: None,
+            user_agent: None,
+            revoked_at: None,
+        };
+        let login = Login {
+            session,
+            token: token("r1", alice, 100),
+            record_login: false,
+        };
+        assert!(store.start_session(login).await.unwrap());
+        let refresh = Refresh {
+            old: token("r1", alice, 100),
+            blacklist_old: true,
+            user_id: Some(alice),
+            new: Some(token("r2", alice, 200)),
+            reuse_interval: 10,
+        };
+        assert_eq!(
+            store.refresh(refresh, 200).await.unwrap(),
+            RefreshOutcome::Done
+        );
+        let rows: Vec<(String, Option<String>, Option<String>)> = store
+            .read(|c| {
+                c.prepare(
+                    "SELECT jti, session_id, parent_jti FROM outstanding_tokens ORDER BY jti",
+                )?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .collect()
+            })
+            .unwrap();
+        let s1 = Some("s1".to_string());
+        assert_eq!(
+            rows,
+            [
+                ("r1".into(), s1.clone(), None),
+                ("r2".into(), s1, Some("r1".into()))
+            ]
+        );
+    }
 
     /// SQLite's own error stays reachable as the source, the message as it was.
     #[tokio::test]

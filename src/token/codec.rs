@@ -1,12 +1,15 @@
 //! Compact JWS: signing and reading tokens, and simplejwt's checks of what they claim.
 
 use super::claims::{ClaimsSeed, Written};
-use super::{ClaimNames, Claims, SigningKey, TokenError, TokenType};
+use super::{Algorithm, ClaimNames, Claims, KeySet, TokenError, TokenType, VerifyingKey};
+use arc_swap::ArcSwap;
 use base64::{DecodeSliceError, Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use serde::de::DeserializeSeed;
+use std::sync::Arc;
 
-/// The longest signature of any algorithm we verify (HS512).
-const MAX_SIGNATURE: usize = 64;
+/// The longest signature of any algorithm we verify: RS512 with a 4096-bit key is 512 bytes
+/// (longer RSA keys fall back to the heap).
+const MAX_SIGNATURE: usize = 512;
 /// Payloads up to this size are decoded without allocating; ours are about 160 bytes.
 const STACK_PAYLOAD: usize = 512;
 
@@ -19,13 +22,12 @@ pub struct Validation {
     pub leeway: i64,
 }
 
-/// Signs and reads tokens with one key and one set of claim names.
+/// Signs and reads tokens with one set of keys and one set of claim names.
 #[derive(Debug)]
 pub struct TokenCodec {
-    key: SigningKey,
-    /// The encoded header every token we sign carries; a token with these exact bytes needs
-    /// no header parsing.
-    header: String,
+    /// A token with the exact header the signer writes needs no header parsing. Swapped whole
+    /// when the keys rotate; a token check holds the set it started with.
+    keys: ArcSwap<KeySet>,
     names: ClaimNames,
     validation: Validation,
 }
@@ -34,6 +36,8 @@ pub struct TokenCodec {
 struct Header<'a> {
     #[serde(borrow)]
     alg: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    kid: Option<std::borrow::Cow<'a, str>>,
     /// Extensions the token requires us to understand (RFC 7515 §4.1.11). We implement none,
     /// so a `crit` of any value, even `null` or `[]`, is refused, as PyJWT does.
     #[serde(default)]
@@ -58,15 +62,21 @@ fn utf8(json: &[u8]) -> Result<&str, TokenError> {
 }
 
 impl TokenCodec {
-    pub fn new(key: SigningKey, names: ClaimNames, validation: Validation) -> Self {
-        // PyJWT's header, byte for byte: alg first, then typ.
-        let header = format!(r#"{{"alg":"{}","typ":"JWT"}}"#, key.algorithm().name());
+    pub fn new(keys: KeySet, names: ClaimNames, validation: Validation) -> Self {
         TokenCodec {
-            header: B64.encode(header),
-            key,
+            keys: ArcSwap::from_pointee(keys),
             names,
             validation,
         }
+    }
+
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.keys.load_full()
+    }
+
+    /// Signs and verifies with `keys` from now on (a rotation).
+    pub fn replace_keys(&self, keys: KeySet) {
+        self.keys.store(Arc::new(keys));
     }
 
     pub fn names(&self) -> &ClaimNames {
@@ -82,11 +92,13 @@ impl TokenCodec {
             issuer: self.validation.issuer.as_deref(),
         })
         .expect("claims always serialize");
-        let mut token = String::with_capacity(self.header.len() + payload.len() * 4 / 3 + 96);
-        token.push_str(&self.header);
+        let keys = self.keys.load();
+        let header = keys.header();
+        let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 96);
+        token.push_str(header);
         token.push('.');
         B64.encode_string(payload, &mut token);
-        let signature = self.key.sign(token.as_bytes());
+        let signature = keys.signer().sign(token.as_bytes());
         token.push('.');
         B64.encode_string(signature, &mut token);
         token
@@ -97,18 +109,24 @@ impl TokenCodec {
     pub fn decode(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         let (signing_input, signature) = token.rsplit_once('.').ok_or(TokenError::Invalid)?;
         let (header, payload) = signing_input.split_once('.').ok_or(TokenError::Invalid)?;
-        if header != self.header {
-            self.check_header(header)?;
-        }
+        let keys = self.keys.load();
+        let key = if header == keys.header() {
+            keys.own_verifier()
+        } else {
+            verifier_for(&keys, header)?
+        };
         // Decoded on the stack: a token check allocates only the claims it keeps.
         let mut signature_bytes = [0u8; MAX_SIGNATURE];
-        let length = B64
-            .decode_slice(signature, &mut signature_bytes)
-            .map_err(|_| TokenError::Invalid)?;
-        if !self
-            .key
-            .verify(signing_input.as_bytes(), &signature_bytes[..length])
-        {
+        let heap_signature;
+        let signature = match B64.decode_slice(signature, &mut signature_bytes) {
+            Ok(length) => &signature_bytes[..length],
+            Err(DecodeSliceError::OutputSliceTooSmall) => {
+                heap_signature = B64.decode(signature).map_err(|_| TokenError::Invalid)?;
+                &heap_signature[..]
+            }
+            Err(DecodeSliceError::DecodeError(_)) => return Err(TokenError::Invalid),
+        };
+        if !key.verify(signing_input.as_bytes(), signature) {
             return Err(TokenError::Invalid);
         }
         let mut payload_bytes = [0u8; STACK_PAYLOAD];
@@ -155,19 +173,6 @@ impl TokenCodec {
         Ok(claims)
     }
 
-    /// A header other than our own is accepted only when it names our algorithm (this is what
-    /// rejects `alg: none` and algorithm confusion) and asks for no extension.
-    fn check_header(&self, header: &str) -> Result<(), TokenError> {
-        let json = B64.decode(header).map_err(|_| TokenError::Invalid)?;
-        // `from_str` also refuses anything but whitespace after the object.
-        let header: Header = serde_json::from_str(utf8(&json)?).map_err(|_| TokenError::Invalid)?;
-        if header.alg == self.key.algorithm().name() && !header.crit.0 {
-            Ok(())
-        } else {
-            Err(TokenError::Invalid)
-        }
-    }
-
     fn check_registered_claims(&self, c: &Claims, now: i64) -> Result<(), TokenError> {
         let leeway = self.validation.leeway;
         if c.exp.is_some_and(|exp| exp <= now - leeway) {
@@ -197,16 +202,32 @@ impl TokenCodec {
     }
 }
 
+/// The key for a header other than the signer's own: the one its `kid` names (or without a kid,
+/// see [`KeySet::verifier`]), and only if that key is of the algorithm the header names (this is
+/// what rejects `alg: none` and algorithm confusion); a header that asks for any extension is
+/// refused. `jwk`, `jku`, `x5u` and `x5c` are never read.
+fn verifier_for<'k>(keys: &'k KeySet, header: &str) -> Result<&'k VerifyingKey, TokenError> {
+    let json = B64.decode(header).map_err(|_| TokenError::Invalid)?;
+    // `from_str` also refuses anything but whitespace after the object.
+    let header: Header = serde_json::from_str(utf8(&json)?).map_err(|_| TokenError::Invalid)?;
+    if header.crit.0 {
+        return Err(TokenError::Invalid);
+    }
+    let alg: Algorithm = header.alg.parse().map_err(|_| TokenError::Invalid)?;
+    keys.verifier(alg, header.kid.as_deref())
+        .ok_or(TokenError::Invalid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::Algorithm;
+    use crate::token::SigningKey;
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
     fn codec(validation: Validation) -> TokenCodec {
         TokenCodec::new(
-            SigningKey::hmac(Algorithm::HS256, KEY),
+            KeySet::new(SigningKey::hmac(Algorithm::HS256, KEY), None),
             ClaimNames::default(),
             validation,
         )
@@ -460,7 +481,7 @@ mod tests {
             jti: "id".into(),
         };
         let c = TokenCodec::new(
-            SigningKey::hmac(Algorithm::HS256, KEY),
+            KeySet::new(SigningKey::hmac(Algorithm::HS256, KEY), None),
             names,
             Validation::default(),
         );

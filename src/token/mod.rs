@@ -1,13 +1,15 @@
 //! JSON Web Tokens as simplejwt writes and reads them: compact JWS, claims in a fixed order,
-//! HMAC keys. Nothing here knows of HTTP or SQL.
+//! HMAC and public keys, found by `kid`. Nothing here knows of HTTP or SQL.
 
 mod claims;
 mod codec;
 mod keys;
+mod keyset;
 
 pub use claims::{ClaimNames, Claims, TokenType};
 pub use codec::{TokenCodec, Validation};
-pub use keys::{Algorithm, SigningKey};
+pub use keys::{Algorithm, Family, Jwk, KeyError, SigningKey, VerifyingKey};
+pub use keyset::KeySet;
 
 /// Why a token was refused; the texts are simplejwt's reasons, sent to clients as they are.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -679,3 +679,138 @@ fn log_lines_written_during_a_request_carry_its_id() {
     let line = server.wait_for_line("backend request failed");
     assert!(line.contains("request_id=trace-77"), "{line}");
 }
+
+/// The `kid` in an access token's header.
+fn token_kid(token: &Value) -> Option<String> {
+    use base64::Engine;
+    let header = token.as_str().unwrap().split('.').next().unwrap();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let header: Value = serde_json::from_slice(&header).unwrap();
+    header["kid"].as_str().map(str::to_owned)
+}
+
+/// The kids an instance publishes.
+fn published_kids(server: &Served) -> Vec<String> {
+    let (status, set) = server.get_bearer("/.well-known/jwks.json", &json!("-"));
+    assert_eq!(status, 200);
+    let keys = set["keys"].as_array().unwrap();
+    keys.iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Polls `done` on every server until it holds for all, within `limit`; how long it took.
+fn within(
+    limit: std::time::Duration,
+    servers: &[Served],
+    done: impl Fn(&Served) -> bool,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    while !servers.iter().all(&done) {
+        assert!(started.elapsed() < limit, "not within {limit:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    started.elapsed()
+}
+
+#[test]
+fn keys_rotate_across_instances_without_logging_anyone_out() {
+    let dir = tempfile::tempdir().unwrap();
+    rotate_keys_across_instances(dir.path(), &[]);
+}
+
+/// The same rotation with the three instances on one fresh PostgreSQL database.
+#[test]
+fn keys_rotate_across_instances_on_postgres() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(database) = runtime.block_on(crate::common::postgres::TestDatabase::create()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    rotate_keys_across_instances(dir.path(), &["--database", &database.url]);
+}
+
+/// Three instances on the database `db` names (`--database URL`, or nothing for the default)
+/// rotate their signing key through the CLI without logging anyone out.
+fn rotate_keys_across_instances(d: &Path, db: &[&str]) {
+    // A kid may begin with '-': `--` before it keeps it from reading as an option.
+    let run = |d: &Path, args: &[&str], stdin: &str| run(d, &[db, args].concat(), stdin);
+    let out = run(d, &["user", "create", "dana", "--password-stdin"], "pw\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let es256 = [("HANDSTAMP_ALGORITHM", "ES256")];
+    let servers: Vec<Served> = (0..3).map(|_| serve_with(d, db, &es256)).collect();
+    let login = |server: &Served| {
+        let (status, pair) =
+            server.post("/api/token/", json!({"username": "dana", "password": "pw"}));
+        assert_eq!(status, 200, "{pair}");
+        pair["access"].clone()
+    };
+    // Three instances started at once on an empty database sign with one key.
+    let before = login(&servers[0]);
+    let old = token_kid(&before).expect("a kid");
+    for server in &servers {
+        assert_eq!(token_kid(&login(server)).as_deref(), Some(old.as_str()));
+    }
+
+    // A new key is published by every instance, and does not sign yet.
+    let out = run(d, &["keys", "generate", "--algorithm", "ES256"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    let new = said
+        .strip_prefix("generated key ")
+        .and_then(|rest| rest.split(':').next())
+        .unwrap()
+        .to_owned();
+    let bound = std::time::Duration::from_secs(10);
+    within(bound, &servers, |s| published_kids(s).contains(&new));
+    assert_eq!(
+        token_kid(&login(&servers[1])).as_deref(),
+        Some(old.as_str())
+    );
+
+    // Activating it before caches could know it is refused; forced, every instance signs with
+    // it within the bound, and what the old key signed keeps verifying everywhere.
+    let out = run(d, &["keys", "activate", "--", &new], "");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(d, &["keys", "activate", "--force", "--", &new], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let took = within(bound, &servers, |s| {
+        token_kid(&login(s)).as_deref() == Some(&new)
+    });
+    eprintln!("every instance signed with the new key after {took:?}");
+    for server in &servers {
+        assert_eq!(server.get_bearer("/api/auth/check", &before).0, 200);
+    }
+
+    // The old key cannot be retired while its tokens may live; forced, it is gone everywhere.
+    let out = run(d, &["keys", "retire", "--", &old], "");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(d, &["keys", "retire", "--force", "--", &old], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    within(bound, &servers, |s| !published_kids(s).contains(&old));
+    for server in &servers {
+        assert_eq!(server.get_bearer("/api/auth/check", &before).0, 401);
+    }
+    let out = run(d, &["keys", "list"], "");
+    let listed = text(&out.stdout);
+    assert!(
+        listed.contains(&format!("{old}\tES256\tretired")),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&format!("{new}\tES256\tactive")),
+        "{listed}"
+    );
+}

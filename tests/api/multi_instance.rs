@@ -14,7 +14,8 @@ fn database() -> Option<TestDatabase> {
     runtime.block_on(TestDatabase::create())
 }
 
-/// Three instances on `url`, started at the same moment, with no signing key configured.
+/// Three instances on `url`, started at the same moment, with no signing key configured, and
+/// any reuse of a rotated refresh token revoking its session (a reuse interval of 0).
 fn three_instances(dir: &Path, url: &str) -> Vec<Served> {
     let start = Arc::new(Barrier::new(3));
     let starting: Vec<_> = (0..3)
@@ -22,7 +23,8 @@ fn three_instances(dir: &Path, url: &str) -> Vec<Served> {
             let (dir, url, start) = (dir.to_owned(), url.to_owned(), start.clone());
             std::thread::spawn(move || {
                 start.wait();
-                serve_with(&dir, &["--database", &url], &[])
+                let reuse = [("HANDSTAMP_REFRESH_REUSE_INTERVAL", "0s")];
+                serve_with(&dir, &["--database", &url], &reuse)
             })
         })
         .collect();
@@ -49,23 +51,24 @@ fn instances_started_together_migrate_once_and_share_one_secret() {
 
     let migrated = servers
         .iter()
-        .map(|s| {
-            s.log
-                .lock()
-                .unwrap()
-                .matches("applied database migration")
-                .count()
+        .filter(|s| {
+            let log = s.log.lock().unwrap();
+            log.contains("applied database migration")
         })
-        .sum::<usize>();
+        .count();
     assert_eq!(migrated, 1, "exactly one instance migrates");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let applied = runtime.block_on(rows(
         &database.url,
         "SELECT version FROM handstamp_migrations",
     ));
-    assert_eq!(applied, vec![vec![Some("1".to_owned())]]);
+    let versions: Vec<_> = (1..=4).map(|v| vec![Some(v.to_string())]).collect();
+    assert_eq!(applied, versions);
     let secrets = runtime.block_on(rows(&database.url, "SELECT count(*) FROM secrets"));
     assert_eq!(secrets, vec![vec![Some("1".to_owned())]]);
+    // One signing key kept, and active: the others' candidates were not added.
+    let keys = runtime.block_on(rows(&database.url, "SELECT kid, active FROM signing_keys"));
+    assert_eq!(keys, vec![vec![Some(String::new()), Some("t".to_owned())]]);
 
     // A token signed by any one of them is good on every one.
     cli(
@@ -100,23 +103,45 @@ fn instances_share_rotation_blacklist_and_users() {
     );
     let blacklisted = token_not_valid("Token is blacklisted");
 
-    // A token from A refreshes on B, and then nowhere else.
-    let (refresh, _) = login(a, "bea");
+    // A token from A refreshes on B, and then nowhere else: reused on C, it revokes its
+    // session at once, so the token it was rotated into is refused on A and B too, and the
+    // session is gone from the list on every instance.
+    let (refresh, access) = login(a, "bea");
+    let listed = |server: &Served| {
+        let (status, sessions) = server.get_bearer("/api/sessions/", &access);
+        assert_eq!(status, 200, "{sessions}");
+        sessions.as_array().unwrap().len()
+    };
+    let before: Vec<usize> = servers.iter().map(listed).collect();
+    assert!(
+        before.iter().all(|n| *n >= 1 && *n == before[0]),
+        "{before:?}"
+    );
     let (status, rotated) = b.post("/api/token/refresh/", json!({"refresh": refresh}));
     assert_eq!(status, 200, "{rotated}");
     assert_eq!(
         c.post("/api/token/refresh/", json!({"refresh": refresh})),
         (401, blacklisted.clone())
     );
+    for server in [a, b] {
+        let answer = server.post(
+            "/api/token/refresh/",
+            json!({"refresh": rotated["refresh"]}),
+        );
+        assert_eq!(answer, (401, blacklisted.clone()));
+    }
+    let after: Vec<usize> = servers.iter().map(listed).collect();
+    assert_eq!(after, before.iter().map(|n| n - 1).collect::<Vec<_>>());
+
     // Blacklisted on B, refused on C.
-    let rotated = rotated["refresh"].clone();
+    let (refresh, _) = login(a, "bea");
     assert_eq!(
-        b.post("/api/token/blacklist/", json!({"refresh": rotated}))
+        b.post("/api/token/blacklist/", json!({"refresh": refresh}))
             .0,
         200
     );
     assert_eq!(
-        c.post("/api/token/refresh/", json!({"refresh": rotated})),
+        c.post("/api/token/refresh/", json!({"refresh": refresh})),
         (401, blacklisted.clone())
     );
 

@@ -118,6 +118,8 @@ fn rotation(old: &Outstanding) -> Refresh {
         blacklist_old: true,
         user_id: old.user_id,
         new: Some(token(old.user_id, LATER)),
+        // The strictest: any reuse of a rotated token of a session revokes the session.
+        reuse_interval: 0,
     }
 }
 
@@ -302,6 +304,7 @@ async fn refresh_without_blacklisting_only_checks(store: Arc<dyn Store>) {
         blacklist_old: false,
         user_id: Some(karl.id),
         new,
+        reuse_interval: 0,
     };
     // Rotation without blacklisting, then no rotation at all: the token stays usable.
     let rotated = check(Some(token(Some(karl.id), LATER)));
@@ -380,10 +383,10 @@ async fn expired_tokens_are_flushed(store: Arc<dyn Store>) {
     store.blacklist(&old, 10).await.unwrap();
     store.blacklist(&token(None, 70), 10).await.unwrap();
     store.blacklist(&fresh, 10).await.unwrap();
-    assert_eq!(store.flush_expired(101).await.unwrap(), 3);
+    assert_eq!(store.flush_expired(101).await.unwrap().tokens, 3);
     assert!(!store.is_blacklisted(&old.jti).await.unwrap());
     assert!(store.is_blacklisted(&fresh.jti).await.unwrap());
-    assert_eq!(store.flush_expired(101).await.unwrap(), 0);
+    assert_eq!(store.flush_expired(101).await.unwrap().tokens, 0);
     // Flushed tokens can be recorded and blacklisted anew.
     store.outstand(&old).await.unwrap();
     assert!(store.blacklist(&old, 200).await.unwrap());

@@ -8,11 +8,28 @@
 use tokio_postgres::Transaction;
 
 /// (version, name, SQL), in order.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "sessions",
+        include_str!("../../../migrations/postgres/0002_sessions.sql"),
+    ),
+    (
+        3,
+        "login_failures",
+        include_str!("../../../migrations/postgres/0003_login_failures.sql"),
+    ),
+    (
+        4,
+        "signing_keys",
+        include_str!("../../../migrations/postgres/0004_signing_keys.sql"),
+    ),
+];
 
 /// The advisory lock's key: "handstmp" in ASCII, the same for every instance.
 const LOCK: i64 = 0x6861_6e64_7374_6d70;

@@ -18,13 +18,21 @@
 
 mod migrate;
 mod sql;
+/// The integration tests' fresh-database helper, shared rather than copied.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../../tests/api/common/postgres.rs"]
+mod test_database;
 
 use super::{
-    NewUser, Outstanding, PasswordHash, PoolOptions, Refresh, RefreshOutcome, Result, Store,
-    StoreError, User,
+    FailureCount, Flushed, Limit, Login, NewUser, Outstanding, PasswordHash, PoolOptions, Refresh,
+    RefreshOutcome, Result, Session, Store, StoreError, StoredKey, User, issued_before,
 };
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Transaction,
+};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::{NoTls, Row, types::ToSql};
@@ -156,7 +164,225 @@ fn user_from(row: &Row) -> Result<User, tokio_postgres::Error> {
         is_superuser: row.try_get(5)?,
         date_joined: row.try_get(6)?,
         last_login: row.try_get(7)?,
+        tokens_valid_after: row.try_get(8)?,
     })
+}
+
+fn session_from(row: &Row) -> Result<Session, tokio_postgres::Error> {
+    Ok(Session {
+        id: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        created_at: row.try_get(2)?,
+        last_refreshed_at: row.try_get(3)?,
+        expires_at: row.try_get(4)?,
+        ip: row.try_get(5)?,
+        user_agent: row.try_get(6)?,
+        revoked_at: row.try_get(7)?,
+    })
+}
+
+fn key_from(row: &Row) -> Result<StoredKey, tokio_postgres::Error> {
+    Ok(StoredKey {
+        kid: row.try_get(0)?,
+        algorithm: row.try_get(1)?,
+        private_key: row.try_get(2)?,
+        created_at: row.try_get(3)?,
+        activated_at: row.try_get(4)?,
+        deactivated_at: row.try_get(5)?,
+        retired_at: row.try_get(6)?,
+    })
+}
+
+/// A failure count from its five columns, starting at `at`.
+fn failure_count_from(row: &Row, at: usize) -> Result<FailureCount, tokio_postgres::Error> {
+    Ok(FailureCount {
+        failures: u32::try_from(row.try_get::<_, i32>(at)?).unwrap_or(0),
+        window_start: row.try_get(at + 1)?,
+        locked_until: row.try_get(at + 2)?,
+        lockouts: u32::try_from(row.try_get::<_, i32>(at + 3)?).unwrap_or(0),
+        last_failure: row.try_get(at + 4)?,
+    })
+}
+
+/// A counter as an INTEGER column holds it.
+fn as_integer(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// The advisory lock that activations of signing keys take turns on: "hs-keys" in ASCII.
+const KEYS_LOCK: i64 = 0x0068_732d_6b65_7973;
+
+type Params<'a> = [&'a (dyn ToSql + Sync)];
+
+/// One statement in `tx` (prepared once per connection), returning its rows.
+async fn rows(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let statement = tx.prepare_cached(sql).await?;
+    tx.query(&statement, params).await
+}
+
+/// One statement in `tx` returning at most one row.
+async fn row(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Option<Row>, tokio_postgres::Error> {
+    let statement = tx.prepare_cached(sql).await?;
+    tx.query_opt(&statement, params).await
+}
+
+/// One statement in `tx`, returning how many rows it changed.
+async fn execute(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<u64, tokio_postgres::Error> {
+    let statement = tx.prepare_cached(sql).await?;
+    tx.execute(&statement, params).await
+}
+
+/// Records `token` in `session` (which exists and is locked) rotated from `parent`.
+async fn record(
+    tx: &Transaction<'_>,
+    token: &Outstanding,
+    session: Option<&str>,
+    parent: Option<&str>,
+) -> Result<(), tokio_postgres::Error> {
+    let params: [&(dyn ToSql + Sync); 6] = [
+        &token.jti,
+        &token.user_id,
+        &token.created_at,
+        &token.expires_at,
+        &session,
+        &parent,
+    ];
+    execute(tx, sql::RECORD, &params).await?;
+    Ok(())
+}
+
+/// The session `jti` belongs to (its id, and when it was revoked), locked until `tx` ends.
+async fn lock_session_of(
+    tx: &Transaction<'_>,
+    jti: &str,
+) -> Result<Option<(String, Option<i64>)>, tokio_postgres::Error> {
+    match row(tx, sql::LOCK_SESSION_OF, &[&jti]).await? {
+        Some(r) => Ok(Some((r.try_get(0)?, r.try_get(1)?))),
+        None => Ok(None),
+    }
+}
+
+/// Revokes session `id` (only `user`'s live one, when given) and blacklists its tokens that
+/// have not expired; false if there was nothing to revoke.
+async fn revoke(
+    tx: &Transaction<'_>,
+    id: &str,
+    user: Option<i64>,
+    now: i64,
+) -> Result<bool, tokio_postgres::Error> {
+    if execute(tx, sql::REVOKE_SESSION, &[&now, &id, &user]).await? == 0 {
+        return Ok(false);
+    }
+    let ids: &[&str] = &[id];
+    execute(tx, sql::BLACKLIST_SESSIONS, &[&now, &ids]).await?;
+    Ok(true)
+}
+
+/// [`Store::refresh`] inside `tx`, in the contract's order. The user's row is held first, then
+/// the token's session: every writer that touches both takes them in that order.
+async fn refresh_in(
+    tx: &Transaction<'_>,
+    r: &Refresh,
+    now: i64,
+) -> Result<RefreshOutcome, tokio_postgres::Error> {
+    let old = r.old.jti.as_str();
+    let mut valid_after = None;
+    if let Some(user_id) = r.user_id {
+        match row(tx, sql::REFRESH_USER, &[&user_id]).await? {
+            Some(user) if user.try_get::<_, bool>(0)? => valid_after = user.try_get(1)?,
+            // A blacklisted token is reported as such first, as simplejwt does.
+            _ => {
+                let listed = row(tx, sql::BLACKLISTED_AT, &[&old]).await?.is_some();
+                return Ok(if listed {
+                    RefreshOutcome::Blacklisted
+                } else {
+                    RefreshOutcome::NoActiveUser
+                });
+            }
+        }
+    }
+    let session = lock_session_of(tx, old).await?;
+    let session_revoked = session.as_ref().is_some_and(|(_, at)| at.is_some());
+    if session_revoked || issued_before(valid_after, r.old.created_at) {
+        return Ok(RefreshOutcome::Blacklisted);
+    }
+    let session = session.map(|(id, _)| id);
+    if let Some(listed) = row(tx, sql::BLACKLISTED_AT, &[&old]).await? {
+        let at: i64 = listed.try_get(0)?;
+        if let Some(id) = &session
+            && now - at >= r.reuse_interval
+        {
+            revoke(tx, id, None, now).await?;
+            return Ok(RefreshOutcome::Revoked);
+        }
+        return Ok(RefreshOutcome::Blacklisted);
+    }
+    if r.blacklist_old {
+        let params: [&(dyn ToSql + Sync); 3] = [&old, &r.old.expires_at, &now];
+        // Empty when a racer blacklisted it first: only a token of no session (whose racers
+        // take no lock) gets here so.
+        if rows(tx, sql::BLACKLIST, &params).await?.is_empty() {
+            return Ok(RefreshOutcome::Blacklisted);
+        }
+    }
+    if let Some(new) = &r.new {
+        record(tx, new, session.as_deref(), Some(old)).await?;
+    }
+    if let Some(id) = &session {
+        let expires_at = r.new.as_ref().map(|new| new.expires_at);
+        execute(tx, sql::TOUCH_SESSION, &[&now, &expires_at, id]).await?;
+    }
+    Ok(RefreshOutcome::Done)
+}
+
+/// [`Store::login_failed`] inside `tx`. Each key's row is made if missing and locked, so
+/// concurrent failures on any instance are counted one after the other.
+async fn login_failed_in(
+    tx: &Transaction<'_>,
+    keys: &[(String, Limit)],
+    now: i64,
+) -> Result<(), tokio_postgres::Error> {
+    for (key, limit) in keys {
+        // Twice at most: the row can only vanish (an expired one deleted) between these two
+        // statements, and then the insert makes one that is ours until we commit.
+        let locked = loop {
+            execute(tx, sql::ADD_LOGIN_FAILURE_ROW, &[key]).await?;
+            if let Some(locked) = row(tx, sql::LOCK_LOGIN_FAILURES, &[key]).await? {
+                break locked;
+            }
+        };
+        let expires_at: i64 = locked.try_get(5)?;
+        let count = if expires_at > now {
+            failure_count_from(&locked, 0)?
+        } else {
+            FailureCount::default()
+        }
+        .after_failure(limit, now);
+        let params: [&(dyn ToSql + Sync); 7] = [
+            key,
+            &as_integer(count.failures),
+            &count.window_start,
+            &count.locked_until,
+            &as_integer(count.lockouts),
+            &count.last_failure,
+            &count.expires_at(limit),
+        ];
+        execute(tx, sql::SET_LOGIN_FAILURES, &params).await?;
+    }
+    execute(tx, sql::DELETE_EXPIRED_LOGIN_FAILURES, &[&now]).await?;
+    Ok(())
 }
 
 impl PostgresStore {
@@ -382,14 +608,48 @@ impl Store for PostgresStore {
     }
 
     async fn outstand(&self, token: &Outstanding) -> Result<()> {
-        let params: [&(dyn ToSql + Sync); 4] = [
+        let none: Option<&str> = None;
+        let params: [&(dyn ToSql + Sync); 6] = [
             &token.jti,
             &token.user_id,
             &token.created_at,
             &token.expires_at,
+            &none,
+            &none,
         ];
-        self.execute(sql::OUTSTAND, &params).await?;
+        self.execute(sql::RECORD, &params).await?;
         Ok(())
+    }
+
+    async fn start_session(&self, login: Login) -> Result<bool> {
+        let s = &login.session;
+        let params: [&(dyn ToSql + Sync); 7] = [
+            &s.id,
+            &s.created_at,
+            &s.last_refreshed_at,
+            &s.expires_at,
+            &s.ip,
+            &s.user_agent,
+            &s.user_id,
+        ];
+        let params = &params;
+        let login = &login;
+        self.run(|mut c| async move {
+            let tx = c.transaction().await?;
+            // Nothing for a user deleted since the password check (one deleted meanwhile fails
+            // the foreign key check, and the run again finds no user).
+            if execute(&tx, sql::START_SESSION, params).await? == 0 {
+                return Ok(false);
+            }
+            record(&tx, &login.token, Some(&login.session.id), None).await?;
+            if login.record_login {
+                let (user, at) = (&login.session.user_id, &login.session.created_at);
+                execute(&tx, sql::RECORD_LOGIN, &[user, at]).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn is_blacklisted(&self, jti: &str) -> Result<bool> {
@@ -400,45 +660,85 @@ impl Store for PostgresStore {
     }
 
     async fn blacklist(&self, token: &Outstanding, now: i64) -> Result<bool> {
-        let params: [&(dyn ToSql + Sync); 3] = [&token.jti, &token.expires_at, &now];
-        Ok(!self.query(sql::BLACKLIST, &params).await?.is_empty())
+        self.run(|mut c| async move {
+            let tx = c.transaction().await?;
+            // The session first, as a refresh takes it before the blacklist.
+            let session = lock_session_of(&tx, &token.jti).await?;
+            let params: [&(dyn ToSql + Sync); 3] = [&token.jti, &token.expires_at, &now];
+            let added = !rows(&tx, sql::BLACKLIST, &params).await?.is_empty();
+            if let Some((id, _)) = session {
+                revoke(&tx, &id, None, now).await?;
+            }
+            tx.commit().await?;
+            Ok(added)
+        })
+        .await
     }
 
     async fn refresh(&self, r: Refresh, now: i64) -> Result<RefreshOutcome> {
-        let new = r.new.as_ref();
-        let (new_jti, new_user, new_created, new_expires) = (
-            new.map(|t| t.jti.as_str()),
-            new.and_then(|t| t.user_id),
-            new.and_then(|t| t.created_at),
-            new.map(|t| t.expires_at),
-        );
-        let params: [&(dyn ToSql + Sync); 9] = [
-            &r.old.jti,
-            &r.old.expires_at,
-            &now,
-            &r.user_id,
-            &r.blacklist_old,
-            &new_jti,
-            &new_user,
-            &new_created,
-            &new_expires,
-        ];
-        let outcome = self
-            .query_opt(sql::REFRESH, &params, |row| row.try_get::<_, String>(0))
-            .await?;
-        match outcome.as_deref() {
-            Some("done") => Ok(RefreshOutcome::Done),
-            Some("blacklisted") => Ok(RefreshOutcome::Blacklisted),
-            Some("no_active_user") => Ok(RefreshOutcome::NoActiveUser),
-            other => Err(Fault::Unexpected(other.map(str::to_owned)).into()),
-        }
+        let r = &r;
+        self.run(|mut c| async move {
+            let tx = c.transaction().await?;
+            let outcome = refresh_in(&tx, r, now).await?;
+            tx.commit().await?;
+            Ok(outcome)
+        })
+        .await
     }
 
-    async fn flush_expired(&self, now: i64) -> Result<u64> {
-        let count = self
-            .query_opt(sql::FLUSH_EXPIRED, &[&now], |r| r.try_get::<_, i64>(0))
-            .await?;
-        Ok(count.unwrap_or(0) as u64)
+    async fn flush_expired(&self, now: i64) -> Result<Flushed> {
+        self.run(|mut c| async move {
+            let tx = c.transaction().await?;
+            let tokens = row(&tx, sql::FLUSH_TOKENS, &[&now]).await?;
+            let tokens = match tokens {
+                Some(count) => count.try_get::<_, i64>(0)?,
+                None => 0,
+            };
+            let sessions = execute(&tx, sql::FLUSH_SESSIONS, &[&now]).await?;
+            execute(&tx, sql::FLUSH_LOGIN_FAILURES, &[&now]).await?;
+            tx.commit().await?;
+            Ok(Flushed {
+                tokens: u64::try_from(tokens).unwrap_or(0),
+                sessions,
+            })
+        })
+        .await
+    }
+
+    async fn sessions(&self, user_id: i64, now: i64) -> Result<Vec<Session>> {
+        let rows = self.query(sql::SESSIONS, &[&user_id, &now]).await?;
+        rows.iter()
+            .map(session_from)
+            .collect::<Result<_, _>>()
+            .map_err(|e| StoreError::Database(Arc::new(e)))
+    }
+
+    async fn revoke_session(&self, user_id: i64, id: &str, now: i64) -> Result<bool> {
+        self.run(|mut c| async move {
+            let tx = c.transaction().await?;
+            let revoked = revoke(&tx, id, Some(user_id), now).await?;
+            tx.commit().await?;
+            Ok(revoked)
+        })
+        .await
+    }
+
+    async fn revoke_all_sessions(&self, user_id: i64, now: i64) -> Result<u64> {
+        self.run(|mut c| async move {
+            let tx = c.transaction().await?;
+            execute(&tx, sql::LOG_OUT_EVERYWHERE, &[&now, &user_id]).await?;
+            let revoked = rows(&tx, sql::REVOKE_USER_SESSIONS, &[&now, &user_id]).await?;
+            let ids = revoked
+                .iter()
+                .map(|r| r.try_get::<_, String>(0))
+                .collect::<Result<Vec<_>, _>>()?;
+            if !ids.is_empty() {
+                execute(&tx, sql::BLACKLIST_SESSIONS, &[&now, &ids]).await?;
+            }
+            tx.commit().await?;
+            Ok(ids.len() as u64)
+        })
+        .await
     }
 
     async fn secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>> {
@@ -448,4 +748,113 @@ impl Store for PostgresStore {
             .await?;
         value.ok_or_else(|| Fault::Unexpected(None).into())
     }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>> {
+        let rows = self.query(sql::SIGNING_KEYS, &[]).await?;
+        rows.iter()
+            .map(key_from)
+            .collect::<Result<_, _>>()
+            .map_err(|e| StoreError::Database(Arc::new(e)))
+    }
+
+    async fn add_signing_key(&self, key: StoredKey, activate_if_none: bool) -> Result<bool> {
+        let activated_at = activate_if_none.then_some(key.created_at);
+        let params: [&(dyn ToSql + Sync); 6] = [
+            &key.kid,
+            &key.algorithm,
+            &key.private_key,
+            &key.created_at,
+            &activated_at,
+            &activate_if_none,
+        ];
+        let params = &params;
+        self.run(|mut c| async move {
+            let tx = c.transaction().await?;
+            if activate_if_none {
+                // After an activation under way, whose key then holds the index.
+                execute(&tx, sql::LOCK_SIGNING_KEYS, &[&KEYS_LOCK]).await?;
+            }
+            let added = !rows(&tx, sql::ADD_SIGNING_KEY, params).await?.is_empty();
+            tx.commit().await?;
+            Ok(added)
+        })
+        .await
+    }
+
+    async fn activate_signing_key(&self, kid: &str, now: i64) -> Result<bool> {
+        self.run(|mut c| async move {
+            let tx = c.transaction().await?;
+            // Two activations at once would each deactivate the key before and then meet on
+            // the one-active index: they take turns instead.
+            execute(&tx, sql::LOCK_SIGNING_KEYS, &[&KEYS_LOCK]).await?;
+            if row(&tx, sql::LOCK_UNRETIRED_KEY, &[&kid]).await?.is_none() {
+                return Ok(false);
+            }
+            execute(&tx, sql::DEACTIVATE_OTHER_KEYS, &[&kid, &now]).await?;
+            execute(&tx, sql::ACTIVATE_KEY, &[&kid, &now]).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool> {
+        Ok(self.execute(sql::RETIRE_KEY, &[&kid, &now]).await? == 1)
+    }
+
+    async fn login_failures(&self, keys: &[String], now: i64) -> Result<Vec<Option<FailureCount>>> {
+        let rows = self.query(sql::LOGIN_FAILURES, &[&keys, &now]).await?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let key: String = row
+                .try_get(0)
+                .map_err(|e| StoreError::Database(Arc::new(e)))?;
+            let count =
+                failure_count_from(row, 1).map_err(|e| StoreError::Database(Arc::new(e)))?;
+            found.insert(key, count);
+        }
+        Ok(keys.iter().map(|key| found.get(key).copied()).collect())
+    }
+
+    async fn login_failed(&self, mut keys: Vec<(String, Limit)>, now: i64) -> Result<()> {
+        // Rows locked in one order by every instance: two failures never wait on each other.
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        let keys = &keys;
+        self.run(|mut c| async move {
+            let tx = c.transaction().await?;
+            login_failed_in(&tx, keys, now).await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    async fn forget_login_failures(&self, key: &str) -> Result<()> {
+        self.execute(sql::FORGET_LOGIN_FAILURES, &[&key]).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use test_database::TestDatabase;
+
+    /// A store on a fresh database of its own, and that database (dropped after the test);
+    /// `None` (with a notice) when `TEST_POSTGRES_URL` is not set.
+    async fn fresh() -> Option<(PostgresStore, TestDatabase)> {
+        let database = TestDatabase::create().await?;
+        // A small pool: tests run side by side on one server with a connection limit.
+        let pool = PoolOptions {
+            max_connections: 4,
+            ..PoolOptions::default()
+        };
+        let store = PostgresStore::open(&database.url, &pool).await.unwrap();
+        Some((store, database))
+    }
+
+    crate::store::contract::store_contract!(match fresh().await {
+        Some(engine) => engine,
+        None => return,
+    });
 }

@@ -7,6 +7,7 @@ pub mod process;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use handstamp::config::{Secret, Settings};
+use handstamp::password::Hasher;
 use handstamp::{AuthService, server, store};
 use hmac::{Hmac, Mac};
 use reqwest::{Client, Response};
@@ -22,7 +23,9 @@ pub struct TestServer {
     pub client: Client,
     pub service: Arc<AuthService>,
     pub dir: tempfile::TempDir,
-    /// The PostgreSQL database it serves from, if not SQLite; dropped after the server.
+    /// The URL of the database it serves from.
+    pub database_url: String,
+    /// The PostgreSQL database it made for itself, if any; dropped after the server.
     pub database: Option<postgres::TestDatabase>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -60,6 +63,12 @@ impl TestServer {
         Some(server)
     }
 
+    /// A second instance on this one's database, as instances behind a load balancer run
+    /// (drop it before this one: a PostgreSQL database goes with its first server).
+    pub async fn start_beside(&self, tweak: impl FnOnce(&mut Settings)) -> Self {
+        Self::start_on(&self.database_url, tempfile::tempdir().unwrap(), tweak).await
+    }
+
     /// Starts on the database at `url`, with `dir` for any files.
     pub async fn start_on(
         url: &str,
@@ -72,7 +81,10 @@ impl TestServer {
         let store = store::open_with(url, &settings.database.pool())
             .await
             .unwrap();
-        let service = Arc::new(AuthService::new(settings.jwt.clone(), store).await.unwrap());
+        let hasher = Hasher::with_queue(settings.server.password_queue);
+        let service = AuthService::with_hasher(settings.jwt.clone(), store, hasher);
+        let service = Arc::new(service.await.unwrap().with_login_limits(&settings.login));
+        tokio::spawn(service.clone().keep_keys_fresh());
         let listeners = server::bind(&["127.0.0.1:0".to_string()]).await.unwrap();
         let addr = listeners[0].local_addr().unwrap();
         let app = server::app(service.clone(), &settings);
@@ -90,6 +102,7 @@ impl TestServer {
             client: Client::new(),
             service,
             dir,
+            database_url: url.to_owned(),
             database: None,
             stop: Some(stop),
             task: Some(task),
@@ -121,6 +134,15 @@ impl TestServer {
     pub async fn get_bearer(&self, path: &str, token: &str) -> Response {
         self.client
             .get(self.url(path))
+            .header("Authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete_bearer(&self, path: &str, token: &str) -> Response {
+        self.client
+            .delete(self.url(path))
             .header("Authorization", format!("Bearer {token}"))
             .send()
             .await

@@ -1,0 +1,316 @@
+//! The sessions part of the [`Store`] contract, as tests any engine runs against itself:
+//! `store_contract!(open_engine().await)` in the engine's test module makes one test per rule.
+//! Times are given explicitly, so every boundary is tested exactly.
+
+use super::{Login, NewUser, Outstanding, Refresh, RefreshOutcome, Session, Store, StoreError};
+
+const T: i64 = 1_700_000_000;
+const DAY: i64 = 86_400;
+/// The reuse interval the rules are tested with.
+const INTERVAL: i64 = 10;
+
+async fn user(store: &dyn Store, name: &str) -> i64 {
+    let new = NewUser {
+        username: name.into(),
+        password_hash: "-".into(),
+        is_staff: false,
+        is_superuser: false,
+    };
+    store.create_user(new, T).await.unwrap().id
+}
+
+fn token(jti: &str, user_id: i64, iat: i64) -> Outstanding {
+    Outstanding {
+        jti: jti.into(),
+        user_id: Some(user_id),
+        created_at: Some(iat),
+        expires_at: iat + DAY,
+    }
+}
+
+/// Logs `user_id` in at `now` with session `id` and refresh token `jti`.
+async fn login(store: &dyn Store, user_id: i64, id: &str, jti: &str, now: i64) -> bool {
+    let token = token(jti, user_id, now);
+    let session = Session {
+        id: id.into(),
+        user_id,
+        created_at: now,
+        last_refreshed_at: now,
+        expires_at: token.expires_at,
+        ip: Some("192.0.2.7".into()),
+        user_agent: Some("test".into()),
+        revoked_at: None,
+    };
+    let login = Login {
+        session,
+        token,
+        record_login: true,
+    };
+    store.start_session(login).await.unwrap()
+}
+
+/// Rotates `old` (issued at `iat`) into `new` at `now`, blacklisting `old`.
+async fn rotate(
+    store: &dyn Store,
+    user_id: i64,
+    (old, iat): (&str, i64),
+    new: &str,
+    now: i64,
+) -> RefreshOutcome {
+    let refresh = Refresh {
+        old: token(old, user_id, iat),
+        blacklist_old: true,
+        user_id: Some(user_id),
+        new: Some(token(new, user_id, now)),
+        reuse_interval: INTERVAL,
+    };
+    store.refresh(refresh, now).await.unwrap()
+}
+
+async fn ids(store: &dyn Store, user_id: i64, now: i64) -> Vec<String> {
+    let sessions = store.sessions(user_id, now).await.unwrap();
+    sessions.into_iter().map(|s| s.id).collect()
+}
+
+pub(crate) async fn a_login_starts_a_session_holding_its_token(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    assert!(login(store, alice, "s1", "r1", T).await);
+    let sessions = store.sessions(alice, T).await.unwrap();
+    let expected = Session {
+        id: "s1".into(),
+        user_id: alice,
+        created_at: T,
+        last_refreshed_at: T,
+        expires_at: T + DAY,
+        ip: Some("192.0.2.7".into()),
+        user_agent: Some("test".into()),
+        revoked_at: None,
+    };
+    assert_eq!(sessions, [expected]);
+    let user = store.user_by_id(alice).await.unwrap().unwrap();
+    assert_eq!(user.last_login, Some(T));
+    // The token is the session's: revoking the session blacklists it.
+    assert!(store.revoke_session(alice, "s1", T).await.unwrap());
+    assert!(store.is_blacklisted("r1").await.unwrap());
+    // A user deleted since the password check: nothing is written.
+    store.delete_user("alice").await.unwrap();
+    assert!(!login(store, alice, "s2", "r2", T).await);
+    assert!(!store.is_blacklisted("r2").await.unwrap());
+    assert_eq!(ids(store, alice, T).await, Vec::<String>::new());
+}
+
+pub(crate) async fn sessions_are_listed_newest_first_and_only_live_ones(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    login(store, alice, "old", "r1", T).await;
+    login(store, alice, "new", "r2", T + 5).await;
+    login(store, alice, "ended", "r3", T + 6).await;
+    login(store, bob, "bobs", "r4", T + 7).await;
+    store.revoke_session(alice, "ended", T + 8).await.unwrap();
+    assert_eq!(ids(store, alice, T + 8).await, ["new", "old"]);
+    assert_eq!(ids(store, bob, T + 8).await, ["bobs"]);
+    // Past the expiry of its newest token a session is over.
+    assert_eq!(ids(store, alice, T + DAY + 1).await, ["new"]);
+    assert_eq!(ids(store, alice, T + DAY + 5).await, Vec::<String>::new());
+}
+
+pub(crate) async fn a_refresh_carries_the_session_on(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    login(store, alice, "s1", "r1", T).await;
+    let outcome = rotate(store, alice, ("r1", T), "r2", T + 60).await;
+    assert_eq!(outcome, RefreshOutcome::Done);
+    let session = &store.sessions(alice, T + 60).await.unwrap()[0];
+    assert_eq!(session.last_refreshed_at, T + 60);
+    assert_eq!(session.expires_at, T + 60 + DAY);
+    assert!(store.is_blacklisted("r1").await.unwrap());
+    // r2 is the session's: it is blacklisted with it.
+    store.revoke_session(alice, "s1", T + 61).await.unwrap();
+    assert!(store.is_blacklisted("r2").await.unwrap());
+}
+
+pub(crate) async fn a_reuse_within_the_interval_is_refused_alone(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    login(store, alice, "s1", "r1", T).await;
+    rotate(store, alice, ("r1", T), "r2", T + 100).await;
+    let reuse = rotate(store, alice, ("r1", T), "x", T + 100 + INTERVAL - 1).await;
+    assert_eq!(reuse, RefreshOutcome::Blacklisted);
+    assert_eq!(ids(store, alice, T + 100).await, ["s1"]);
+    let outcome = rotate(store, alice, ("r2", T + 100), "r3", T + 120).await;
+    assert_eq!(outcome, RefreshOutcome::Done);
+}
+
+pub(crate) async fn a_reuse_past_the_interval_revokes_the_session(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    login(store, alice, "s1", "r1", T).await;
+    login(store, alice, "other", "o1", T).await;
+    rotate(store, alice, ("r1", T), "r2", T + 100).await;
+    let reuse = rotate(store, alice, ("r1", T), "x", T + 100 + INTERVAL).await;
+    assert_eq!(reuse, RefreshOutcome::Revoked);
+    // The current token of the session is refused too, and stays so.
+    let outcome = rotate(store, alice, ("r2", T + 100), "r3", T + 111).await;
+    assert_eq!(outcome, RefreshOutcome::Blacklisted);
+    assert!(store.is_blacklisted("r2").await.unwrap());
+    // A reuse of a token of a revoked session revokes nothing more.
+    let again = rotate(store, alice, ("r1", T), "y", T + 200).await;
+    assert_eq!(again, RefreshOutcome::Blacklisted);
+    // Other sessions live on.
+    assert_eq!(ids(store, alice, T + 200).await, ["other"]);
+    let outcome = rotate(store, alice, ("o1", T), "o2", T + 200).await;
+    assert_eq!(outcome, RefreshOutcome::Done);
+}
+
+pub(crate) async fn a_zero_interval_revokes_on_any_reuse(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    login(store, alice, "s1", "r1", T).await;
+    rotate(store, alice, ("r1", T), "r2", T).await;
+    let refresh = Refresh {
+        old: token("r1", alice, T),
+        blacklist_old: true,
+        user_id: Some(alice),
+        new: Some(token("x", alice, T)),
+        reuse_interval: 0,
+    };
+    assert_eq!(
+        store.refresh(refresh, T).await.unwrap(),
+        RefreshOutcome::Revoked
+    );
+}
+
+pub(crate) async fn a_token_outside_any_session_works_as_before(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    store.outstand(&token("r1", alice, T)).await.unwrap();
+    let outcome = rotate(store, alice, ("r1", T), "r2", T + 1).await;
+    assert_eq!(outcome, RefreshOutcome::Done);
+    let reuse = rotate(store, alice, ("r1", T), "x", T + 1000).await;
+    assert_eq!(reuse, RefreshOutcome::Blacklisted);
+    let outcome = rotate(store, alice, ("r2", T + 1), "r3", T + 1000).await;
+    assert_eq!(outcome, RefreshOutcome::Done);
+}
+
+pub(crate) async fn blacklisting_a_token_ends_its_session(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    login(store, alice, "s1", "r1", T).await;
+    login(store, alice, "s2", "q1", T).await;
+    rotate(store, alice, ("r1", T), "r2", T + 1).await;
+    assert!(
+        store
+            .blacklist(&token("r2", alice, T + 1), T + 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(ids(store, alice, T + 2).await, ["s2"]);
+    // A stale token of a session, blacklisted already, still ends the session.
+    rotate(store, alice, ("q1", T), "q2", T + 1).await;
+    assert!(
+        !store
+            .blacklist(&token("q1", alice, T), T + 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(ids(store, alice, T + 2).await, Vec::<String>::new());
+    let outcome = rotate(store, alice, ("q2", T + 1), "q3", T + 3).await;
+    assert_eq!(outcome, RefreshOutcome::Blacklisted);
+}
+
+pub(crate) async fn only_the_owner_ends_a_live_session(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    login(store, alice, "s1", "r1", T).await;
+    assert!(!store.revoke_session(bob, "s1", T).await.unwrap());
+    assert!(!store.revoke_session(alice, "nope", T).await.unwrap());
+    assert!(!store.is_blacklisted("r1").await.unwrap());
+    // Expired: nothing to end.
+    assert!(!store.revoke_session(alice, "s1", T + DAY).await.unwrap());
+    assert!(store.revoke_session(alice, "s1", T).await.unwrap());
+    assert!(!store.revoke_session(alice, "s1", T).await.unwrap());
+    let outcome = rotate(store, alice, ("r1", T), "r2", T + 1).await;
+    assert_eq!(outcome, RefreshOutcome::Blacklisted);
+}
+
+pub(crate) async fn logging_out_everywhere_refuses_every_earlier_token(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    login(store, alice, "s1", "r1", T).await;
+    login(store, alice, "s2", "q1", T + 1).await;
+    login(store, bob, "b1", "b1", T).await;
+    store
+        .outstand(&token("sessionless", alice, T))
+        .await
+        .unwrap();
+    assert_eq!(store.revoke_all_sessions(alice, T + 10).await.unwrap(), 2);
+    let user = store.user_by_id(alice).await.unwrap().unwrap();
+    assert_eq!(user.tokens_valid_after, Some(T + 10));
+    assert!(user.revoked_token(Some(T + 9)) && user.revoked_token(None));
+    assert!(!user.revoked_token(Some(T + 10)));
+    assert_eq!(ids(store, alice, T + 10).await, Vec::<String>::new());
+    for (jti, iat) in [("r1", T), ("q1", T + 1), ("sessionless", T)] {
+        let outcome = rotate(store, alice, (jti, iat), "x", T + 11).await;
+        assert_eq!(outcome, RefreshOutcome::Blacklisted, "{jti}");
+    }
+    // Bob is untouched; Alice logs in again.
+    assert_eq!(ids(store, bob, T + 10).await, ["b1"]);
+    login(store, alice, "s3", "r9", T + 10).await;
+    let outcome = rotate(store, alice, ("r9", T + 10), "r10", T + 11).await;
+    assert_eq!(outcome, RefreshOutcome::Done);
+    assert_eq!(store.revoke_all_sessions(alice, T + 5).await.unwrap(), 1);
+    let user = store.user_by_id(alice).await.unwrap().unwrap();
+    assert_eq!(user.tokens_valid_after, Some(T + 10), "never moved back");
+}
+
+pub(crate) async fn flushing_drops_sessions_whose_tokens_all_expired(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    login(store, alice, "expired", "r1", T).await;
+    login(store, alice, "revoked", "q1", T).await;
+    store.revoke_session(alice, "revoked", T).await.unwrap();
+    login(store, alice, "live", "l1", T + 100).await;
+    let flushed = store.flush_expired(T + DAY + 1).await.unwrap();
+    assert_eq!((flushed.tokens, flushed.sessions), (2, 2));
+    assert_eq!(ids(store, alice, T + DAY + 1).await, ["live"]);
+    // The live session and its token are whole.
+    let outcome = rotate(store, alice, ("l1", T + 100), "l2", T + DAY + 2).await;
+    assert_eq!(outcome, RefreshOutcome::Done);
+    let flushed = store.flush_expired(T + DAY + 1).await.unwrap();
+    assert_eq!((flushed.tokens, flushed.sessions), (0, 0));
+}
+
+pub(crate) async fn a_deleted_user_takes_their_sessions(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    login(store, alice, "s1", "r1", T).await;
+    store.delete_user("alice").await.unwrap();
+    assert_eq!(ids(store, alice, T).await, Vec::<String>::new());
+    let outcome = rotate(store, alice, ("r1", T), "r2", T + 1).await;
+    assert_eq!(outcome, RefreshOutcome::NoActiveUser);
+    let unknown = store.delete_user("alice").await.unwrap_err();
+    assert!(matches!(unknown, StoreError::UnknownUser(_)), "{unknown:?}");
+}
+
+/// One test per rule, for the engine opened by `$open`: an expression giving a pair of the
+/// engine's store (its own type, not an `Arc`) and whatever must outlive the test (its files).
+macro_rules! store_contract {
+    ($open:expr) => {
+        $crate::store::contract::store_contract!(@rules $open;
+            a_login_starts_a_session_holding_its_token,
+            sessions_are_listed_newest_first_and_only_live_ones,
+            a_refresh_carries_the_session_on,
+            a_reuse_within_the_interval_is_refused_alone,
+            a_reuse_past_the_interval_revokes_the_session,
+            a_zero_interval_revokes_on_any_reuse,
+            a_token_outside_any_session_works_as_before,
+            blacklisting_a_token_ends_its_session,
+            only_the_owner_ends_a_live_session,
+            logging_out_everywhere_refuses_every_earlier_token,
+            flushing_drops_sessions_whose_tokens_all_expired,
+            a_deleted_user_takes_their_sessions
+        );
+    };
+    (@rules $open:expr; $($rule:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $rule() {
+                let (store, _keep) = $open;
+                $crate::store::contract::$rule(&store).await;
+            }
+        )*
+    };
+}
+pub(crate) use store_contract;
