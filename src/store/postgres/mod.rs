@@ -1,15 +1,16 @@
 //! PostgreSQL through tokio-postgres, on a deadpool connection pool: many handstamp instances
 //! on one database.
 //!
-//! Each store method is one statement on a pooled connection (`sql.rs` has them all), prepared
-//! once per connection. Rotation is exactly once across instances because the old token is
-//! blacklisted by `INSERT ... ON CONFLICT DO NOTHING` inside the refresh statement (see
-//! [`sql::REFRESH`]): READ COMMITTED suffices, nothing takes a table lock. A serialization
-//! failure or deadlock (which no statement here meets under READ COMMITTED, but a stricter
-//! default isolation brings), or a user deleted under a token being recorded, rolls the
-//! statement back and it runs again, a bounded number of times ([`retryable`]); past that, and
-//! on any error of the connection or the server's state, the store is `Unavailable` (a 503),
-//! never a failure of ours.
+//! Each store method is one statement, or one READ COMMITTED transaction of a few, on a pooled
+//! connection (`sql.rs` has them all), prepared once per connection. Writers that touch several
+//! rows take their locks in one order: a user's row, then a session's, then blacklist rows (see
+//! [`refresh_in`]); so refreshes and revocations of one session take turns, and rotation is
+//! exactly once across instances (a token of no session by the blacklist's `INSERT ... ON
+//! CONFLICT DO NOTHING`). Nothing takes a table lock. A serialization failure or deadlock (which
+//! a stricter default isolation brings), or a user deleted under a token being recorded, rolls
+//! the attempt back and it runs again whole, a bounded number of times ([`retryable`]); past
+//! that, and on any error of the connection or the server's state, the store is `Unavailable`
+//! (a 503), never a failure of ours.
 //!
 //! Waiting is bounded: taking a connection from the pool (opening one if needed) gives up after
 //! the acquire timeout, opening one after the connect timeout, waiting for a statement's answer
