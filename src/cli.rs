@@ -4,7 +4,7 @@ use crate::config::{ConfigError, LogFormat, Settings};
 use crate::password::Hasher;
 use crate::server::{self, ServeError};
 use crate::service::{AuthService, KEY_REFRESH, KeysError, ServiceError, SetupError, rfc3339};
-use crate::store::{self, StoreError};
+use crate::store::{self, DatabaseUrl, PoolOptions, StoreError};
 use crate::token::Algorithm;
 use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Read};
@@ -19,14 +19,10 @@ use std::sync::Arc;
     about = "JWT authentication server, wire-compatible with djangorestframework-simplejwt"
 )]
 pub struct Cli {
-    /// Database URL.
-    #[arg(
-        long,
-        global = true,
-        env = "HANDSTAMP_DATABASE_URL",
-        default_value = "sqlite://handstamp.sqlite3"
-    )]
-    database: String,
+    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/NAME [default: the
+    /// settings' [database] url, else sqlite://handstamp.sqlite3].
+    #[arg(long, global = true, env = "HANDSTAMP_DATABASE_URL")]
+    database: Option<String>,
     /// Settings file (TOML). Default: handstamp.toml, when present.
     #[arg(long, global = true, env = "HANDSTAMP_CONFIG")]
     config: Option<PathBuf>,
@@ -76,6 +72,8 @@ enum KeysCommand {
     },
     /// Make a key the signing key (every instance within 5 s); the one before keeps verifying.
     Activate {
+        /// A kid may begin with `-` (base64url), so it is never read as an option.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// Activate even though verifiers may not have fetched the key yet.
         #[arg(long)]
@@ -83,13 +81,17 @@ enum KeysCommand {
     },
     /// Stop publishing and trusting a key once no token it signed can still be valid.
     Retire {
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// Retire now, though tokens it signed are still valid (their holders are logged out).
         #[arg(long)]
         force: bool,
     },
     /// Print a key's private key (PEM; an HMAC secret in base64): keep it safe.
-    Export { kid: String },
+    Export {
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,7 +147,10 @@ pub enum CliError {
     Store(#[from] StoreError),
     /// The database could not be opened (or written, for `serve`): names it.
     #[error("cannot use the database {url}: {source}")]
-    Database { url: String, source: StoreError },
+    Database {
+        url: DatabaseUrl,
+        source: StoreError,
+    },
     #[error(transparent)]
     Service(#[from] ServiceError),
     #[error(transparent)]
@@ -219,6 +224,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         None => Some(PathBuf::from("handstamp.toml")).filter(|p| p.exists()),
     };
     let mut settings = Settings::load(config.as_deref())?;
+    if let Some(url) = cli.database {
+        settings.database.url = url.into();
+    }
+    let database = Database {
+        url: settings.database.url.clone(),
+        pool: settings.database.pool(),
+    };
     match cli.command {
         Command::Serve { bind, check } => {
             if !bind.is_empty() {
@@ -226,33 +238,33 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             let options = server::ServeOptions::from_settings(&settings.server)?;
             if check {
-                check_serve(&settings, &cli.database).await?;
+                check_serve(&settings, &database).await?;
                 println!("configuration OK");
                 return Ok(());
             }
-            serve(&settings, &cli.database, options).await?;
+            serve(&settings, &database, options).await?;
         }
         Command::Migrate => {
-            open_store(&cli.database).await?;
-            println!("database is up to date: {}", cli.database);
+            database.open().await?;
+            println!("database is up to date: {}", database.url);
         }
         Command::User(command) => {
-            let store = open_store(&cli.database).await?;
+            let store = database.open().await?;
             let service = AuthService::admin(settings.jwt, store).await?;
             user_command(&service, command).await?;
         }
         Command::Session(command) => {
-            let store = open_store(&cli.database).await?;
+            let store = database.open().await?;
             let service = AuthService::admin(settings.jwt, store).await?;
             session_command(&service, command).await?;
         }
         Command::Keys(command) => {
-            let store = open_store(&cli.database).await?;
+            let store = database.open().await?;
             let service = AuthService::admin(settings.jwt, store).await?;
             keys_command(&service, command).await?;
         }
         Command::FlushExpiredTokens => {
-            let store = open_store(&cli.database).await?;
+            let store = database.open().await?;
             let service = AuthService::admin(settings.jwt, store).await?;
             let deleted = service.flush_expired().await?;
             println!("deleted {} expired tokens", deleted.tokens);
@@ -267,7 +279,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 /// `serve`: the public listeners and, with `metrics_bind`, the metrics one, until SIGTERM/SIGINT.
 async fn serve(
     settings: &Settings,
-    database: &str,
+    database: &Database,
     options: server::ServeOptions,
 ) -> Result<(), CliError> {
     let _logs = init_logging(settings.server.log_format);
@@ -280,7 +292,7 @@ async fn serve(
     // A verify-only instance (jwk_url) has no database.
     let store: Arc<dyn store::Store> = match settings.jwt.jwk_url {
         Some(_) => Arc::new(store::NoStore),
-        None => open_writable(database).await?,
+        None => database.open_writable().await?,
     };
     let hasher = Hasher::with_queue(settings.server.password_queue);
     let service = AuthService::with_hasher(settings.jwt.clone(), store, hasher)
@@ -317,29 +329,38 @@ async fn serve(
     Ok(())
 }
 
-async fn open_store(url: &str) -> Result<Arc<dyn store::Store>, CliError> {
-    let named = |source| CliError::Database {
-        url: url.to_owned(),
-        source,
-    };
-    store::open(url).await.map_err(named)
+/// The database the command uses: `--database`, else the settings' `[database]` table.
+struct Database {
+    url: DatabaseUrl,
+    pool: PoolOptions,
 }
 
-/// The store, once a real write has gone through: a read-only file or a full disk stops
-/// start-up here rather than failing every login afterwards.
-async fn open_writable(url: &str) -> Result<Arc<dyn store::Store>, CliError> {
-    let store = open_store(url).await?;
-    let named = |source| CliError::Database {
-        url: url.to_owned(),
-        source,
-    };
-    store.check_writable().await.map_err(named)?;
-    Ok(store)
+impl Database {
+    /// Opens (creating and migrating when needed) the store; an error names the database
+    /// (its password hidden).
+    async fn open(&self) -> Result<Arc<dyn store::Store>, CliError> {
+        let opened = store::open_with(self.url.as_str(), &self.pool).await;
+        opened.map_err(|source| self.failed(source))
+    }
+
+    /// The store, once a real write has gone through: a read-only file or a full disk stops
+    /// start-up here rather than failing every login afterwards.
+    async fn open_writable(&self) -> Result<Arc<dyn store::Store>, CliError> {
+        let store = self.open().await?;
+        let written = store.check_writable().await;
+        written.map_err(|source| self.failed(source))?;
+        Ok(store)
+    }
+
+    fn failed(&self, source: StoreError) -> CliError {
+        let url = self.url.clone();
+        CliError::Database { url, source }
+    }
 }
 
 /// `serve --check`: what `serve` needs besides the settings and TLS files (read already),
 /// short of listening, which would fail beside a running server.
-async fn check_serve(settings: &Settings, url: &str) -> Result<(), CliError> {
+async fn check_serve(settings: &Settings, database: &Database) -> Result<(), CliError> {
     for addr in &settings.server.bind {
         if let Err(source) = tokio::net::lookup_host(addr).await {
             let addr = addr.clone();
@@ -357,7 +378,7 @@ async fn check_serve(settings: &Settings, url: &str) -> Result<(), CliError> {
         return Err(CliError::Input(message));
     }
     if settings.jwt.jwk_url.is_none() {
-        open_writable(url).await?;
+        database.open_writable().await?;
     }
     Ok(())
 }

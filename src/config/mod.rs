@@ -1,15 +1,18 @@
-//! Settings: simplejwt's names and defaults, read from the `[jwt]`, `[server]` and `[login]` tables (and the
-//! `[[static]]` and `[[upstream]]` arrays) of a TOML file and from `HANDSTAMP_*` environment
-//! variables (the environment wins), and checked once at start-up. Each table is one struct in
-//! its own file (`jwt.rs`, `server.rs`, `login.rs`, `gateway.rs`), the very struct the program reads, that
+//! Settings: simplejwt's names and defaults, read from the `[jwt]`, `[server]`, `[login]` and
+//! `[database]` tables (and the `[[static]]` and `[[upstream]]` arrays) of a TOML file and from
+//! `HANDSTAMP_*` environment variables (the environment wins), and checked once at start-up. Each
+//! table is one struct in its own file (`jwt.rs`, `server.rs`, `login.rs`, `database.rs`,
+//! `gateway.rs`), the very struct the program reads, that
 //! declares each setting once: its key and type, its parser (which names what is wrong), its
 //! default in the struct's `Default`; the environment's names are read from those structs.
 
+mod database;
 mod gateway;
 mod jwt;
 mod login;
 mod server;
 
+pub use database::DatabaseSettings;
 pub use gateway::{AuthMode, Balance, StaticMount, UpstreamSettings};
 pub use jwt::{JwtSettings, Keys};
 pub use login::LoginSettings;
@@ -106,6 +109,8 @@ pub struct Settings {
     pub server: ServerSettings,
     #[serde(default)]
     pub login: LoginSettings,
+    #[serde(default)]
+    pub database: DatabaseSettings,
     /// Directories served as static files, under URL prefixes.
     #[serde(default, rename = "static")]
     pub statics: Vec<StaticMount>,
@@ -143,6 +148,7 @@ impl Settings {
         self.jwt.check()?;
         self.server.check()?;
         self.login.check()?;
+        self.database.check()?;
         Ok(Settings {
             statics: self
                 .statics
@@ -161,8 +167,8 @@ impl Settings {
 
 const ENV_PREFIX: &str = "HANDSTAMP_";
 
-/// Our variables that are not settings: the command line reads them (`cli.rs`).
-const CLI_VARS: &[&str] = &["config", "database_url"];
+/// Our variable that is no setting: the command line reads it (`cli.rs`).
+const CLI_VARS: &[&str] = &["config"];
 
 /// The `HANDSTAMP_<KEY>` settings, each value kept as the exact text given: figment's `Env`
 /// would parse `1234…890.5` as a float (and print it back as another key) and strip quotes.
@@ -172,11 +178,13 @@ impl EnvSettings {
     /// Settings from `vars`; any other variable with our prefix is an error, as an unknown key
     /// in the file is.
     fn read(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Self, ConfigError> {
-        // The keys of the `[jwt]` and `[server]` tables, as their structs declare them.
+        // The keys of the `[jwt]`, `[server]` and `[login]` tables, as their structs declare them, and
+        // those of `[database]` after `DATABASE_` (its `max_connections` is not the server's).
         let tables = [
-            ("jwt", names::<JwtSettings>()),
-            ("server", names::<ServerSettings>()),
-            ("login", names::<LoginSettings>()),
+            ("jwt", "", names::<JwtSettings>()),
+            ("server", "", names::<ServerSettings>()),
+            ("login", "", names::<LoginSettings>()),
+            ("database", "database_", names::<DatabaseSettings>()),
         ];
         let mut sections: BTreeMap<&str, Dict> = BTreeMap::new();
         for (name, value) in vars {
@@ -190,8 +198,12 @@ impl EnvSettings {
             }
             let name = name.to_string_lossy();
             let key = name[ENV_PREFIX.len()..].to_ascii_lowercase();
-            let section = match tables.iter().find(|(_, keys)| keys.contains(&key.as_str())) {
-                Some((section, _)) => *section,
+            let table = tables.iter().find_map(|(section, prefix, keys)| {
+                let key = key.strip_prefix(prefix)?;
+                keys.contains(&key).then(|| (*section, key.to_owned()))
+            });
+            let (section, key) = match table {
+                Some(found) => found,
                 None if CLI_VARS.contains(&key.as_str()) => continue,
                 None => return Err(ConfigError::UnknownVariable(name.into_owned())),
             };
@@ -452,6 +464,26 @@ mod tests {
         assert_eq!(s.server.bind, ["[::1]:8000"]);
     }
 
+    /// `[database]` keys take `DATABASE_` after our prefix: `max_connections` is the server's.
+    #[test]
+    fn database_keys_are_prefixed_in_the_environment() {
+        let s = from_env(&[
+            ("HANDSTAMP_DATABASE_URL", "postgres://db/auth"),
+            ("HANDSTAMP_DATABASE_MAX_CONNECTIONS", "3"),
+            ("HANDSTAMP_DATABASE_ACQUIRE_TIMEOUT", "2s"),
+            ("HANDSTAMP_MAX_CONNECTIONS", "50"),
+        ])
+        .unwrap();
+        assert_eq!(s.database.url.as_str(), "postgres://db/auth");
+        assert_eq!(s.database.max_connections, 3);
+        assert_eq!(s.database.acquire_timeout, Duration::from_secs(2));
+        assert_eq!(s.server.max_connections, 50);
+        let err = from_env(&[("HANDSTAMP_DATABASE_CONNECT_TIMEOUT", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`connect_timeout`"), "{err}");
+    }
+
     #[test]
     fn booleans_take_words_from_environment_and_file() {
         for (text, value) in [
@@ -497,11 +529,17 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(s.jwt.leeway, Duration::from_secs(7));
+        assert_eq!(s.database.url.as_str(), "sqlite://x.sqlite3");
         // Every key the environment maps is a setting: none is refused by the file's rules.
+        let database_keys = names::<DatabaseSettings>()
+            .iter()
+            .map(|key| format!("database_{key}"));
         for key in names::<JwtSettings>()
             .iter()
             .chain(names::<ServerSettings>())
             .chain(names::<LoginSettings>())
+            .map(|key| key.to_string())
+            .chain(database_keys)
         {
             let name = format!("HANDSTAMP_{}", key.to_ascii_uppercase());
             if let Err(e) = from_env(&[(&name, "1")]) {

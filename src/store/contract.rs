@@ -1,8 +1,12 @@
-//! The sessions part of the [`Store`] contract, as tests any engine runs against itself:
+//! The sessions, login throttling and signing keys part of the [`Store`] contract, as tests any
+//! engine runs against itself:
 //! `store_contract!(open_engine().await)` in the engine's test module makes one test per rule.
 //! Times are given explicitly, so every boundary is tested exactly.
 
-use super::{Login, NewUser, Outstanding, Refresh, RefreshOutcome, Session, Store, StoreError};
+use super::{
+    Limit, Login, NewUser, Outstanding, Refresh, RefreshOutcome, Session, Store, StoreError,
+    StoredKey,
+};
 
 const T: i64 = 1_700_000_000;
 const DAY: i64 = 86_400;
@@ -284,6 +288,177 @@ pub(crate) async fn a_deleted_user_takes_their_sessions(store: &dyn Store) {
     assert!(matches!(unknown, StoreError::UnknownUser(_)), "{unknown:?}");
 }
 
+/// A limit that never locks within the test, so every failure shows in the count.
+const NO_LOCK: Limit = Limit {
+    max_failures: 1_000,
+    window: 120,
+    lockout: 300,
+    lockout_max: 3_600,
+};
+
+/// How many failed logins race in the throttle rules.
+const RACERS: usize = 24;
+
+pub(crate) async fn concurrent_login_failures_all_count(store: &dyn Store) {
+    let keys = || {
+        vec![
+            ("user:x".to_string(), NO_LOCK),
+            ("addr:y".to_string(), NO_LOCK),
+        ]
+    };
+    // The keys in both orders, as two instances might give them.
+    let racing = (0..RACERS).map(|i| {
+        let mut keys = keys();
+        if i % 2 == 1 {
+            keys.reverse();
+        }
+        store.login_failed(keys, T)
+    });
+    for failed in futures_util::future::join_all(racing).await {
+        failed.unwrap();
+    }
+    let names = [
+        "user:x".to_string(),
+        "addr:y".to_string(),
+        "other".to_string(),
+    ];
+    let counts = store.login_failures(&names, T).await.unwrap();
+    let failures: Vec<Option<u32>> = counts.iter().map(|c| c.map(|c| c.failures)).collect();
+    assert_eq!(failures, [Some(RACERS as u32), Some(RACERS as u32), None]);
+    assert_eq!(counts[0].unwrap().locked(T), None);
+}
+
+pub(crate) async fn concurrent_login_failures_reach_the_lock(store: &dyn Store) {
+    let limit = Limit {
+        max_failures: 5,
+        ..NO_LOCK
+    };
+    let racing = (0..5).map(|_| store.login_failed(vec![("k".into(), limit)], T));
+    for failed in futures_util::future::join_all(racing).await {
+        failed.unwrap();
+    }
+    let count = store.login_failures(&["k".into()], T).await.unwrap()[0].unwrap();
+    assert_eq!(count.locked(T), Some(T + limit.lockout));
+    // A success forgets the key; a record past its expiry says nothing.
+    store.forget_login_failures("k").await.unwrap();
+    assert_eq!(
+        store.login_failures(&["k".into()], T).await.unwrap(),
+        [None]
+    );
+    store
+        .login_failed(vec![("k".into(), limit)], T)
+        .await
+        .unwrap();
+    let expires = store.login_failures(&["k".into()], T).await.unwrap()[0]
+        .unwrap()
+        .expires_at(&limit);
+    assert_eq!(
+        store.login_failures(&["k".into()], expires).await.unwrap(),
+        [None]
+    );
+    // Failing again after expiry starts from nothing.
+    store
+        .login_failed(vec![("k".into(), limit)], expires)
+        .await
+        .unwrap();
+    let count = store.login_failures(&["k".into()], expires).await.unwrap()[0];
+    assert_eq!(count.map(|c| c.failures), Some(1));
+}
+
+fn key(kid: &str, created_at: i64) -> StoredKey {
+    StoredKey {
+        kid: kid.into(),
+        algorithm: "HS512".into(),
+        private_key: kid.as_bytes().to_vec(),
+        created_at,
+        activated_at: None,
+        deactivated_at: None,
+        retired_at: None,
+    }
+}
+
+pub(crate) async fn racing_first_keys_leave_one_active(store: &dyn Store) {
+    let racing = (0..8).map(|i| store.add_signing_key(key(&format!("k{i}"), T), true));
+    let added: Vec<bool> = futures_util::future::join_all(racing)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(added.iter().filter(|a| **a).count(), 1, "{added:?}");
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(
+        keys.len(),
+        1,
+        "the others' candidates are not kept: {keys:?}"
+    );
+    assert!(keys[0].is_active());
+    assert_eq!(keys[0].activated_at, Some(T));
+    // With one active, another first key is not added; a pending one is, once per kid.
+    assert!(!store.add_signing_key(key("late", T), true).await.unwrap());
+    assert!(
+        store
+            .add_signing_key(key("next", T + 1), false)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .add_signing_key(key("next", T + 2), false)
+            .await
+            .unwrap()
+    );
+}
+
+pub(crate) async fn activating_a_key_swaps_and_the_active_one_is_never_retired(store: &dyn Store) {
+    assert!(store.add_signing_key(key("a", T), true).await.unwrap());
+    assert!(store.add_signing_key(key("b", T + 1), false).await.unwrap());
+    assert!(
+        !store.retire_signing_key("a", T + 2).await.unwrap(),
+        "a is active"
+    );
+    assert!(!store.activate_signing_key("unknown", T + 2).await.unwrap());
+    assert!(store.activate_signing_key("b", T + 3).await.unwrap());
+    let keys = store.signing_keys().await.unwrap();
+    let state: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            (
+                k.kid.as_str(),
+                k.is_active(),
+                k.activated_at,
+                k.deactivated_at,
+            )
+        })
+        .collect();
+    assert_eq!(
+        state,
+        [
+            ("a", false, Some(T), Some(T + 3)),
+            ("b", true, Some(T + 3), None)
+        ]
+    );
+    // Two activations at once: one key signs after them, whichever it is.
+    assert!(store.add_signing_key(key("c", T + 4), false).await.unwrap());
+    let (a, c) = tokio::join!(
+        store.activate_signing_key("a", T + 5),
+        store.activate_signing_key("c", T + 5)
+    );
+    assert!(a.unwrap() && c.unwrap());
+    let active = store.signing_keys().await.unwrap();
+    assert_eq!(
+        active.iter().filter(|k| k.is_active()).count(),
+        1,
+        "{active:?}"
+    );
+    // A retired key is gone for good: neither activated nor retired again.
+    assert!(store.retire_signing_key("b", T + 6).await.unwrap());
+    assert!(!store.retire_signing_key("b", T + 7).await.unwrap());
+    assert!(!store.activate_signing_key("b", T + 7).await.unwrap());
+    let b = store.signing_keys().await.unwrap();
+    let b = b.iter().find(|k| k.kid == "b").unwrap();
+    assert_eq!(b.retired_at, Some(T + 6));
+}
+
 /// One test per rule, for the engine opened by `$open`: an expression giving a pair of the
 /// engine's store (its own type, not an `Arc`) and whatever must outlive the test (its files).
 macro_rules! store_contract {
@@ -300,7 +475,11 @@ macro_rules! store_contract {
             only_the_owner_ends_a_live_session,
             logging_out_everywhere_refuses_every_earlier_token,
             flushing_drops_sessions_whose_tokens_all_expired,
-            a_deleted_user_takes_their_sessions
+            a_deleted_user_takes_their_sessions,
+            concurrent_login_failures_all_count,
+            concurrent_login_failures_reach_the_lock,
+            racing_first_keys_leave_one_active,
+            activating_a_key_swaps_and_the_active_one_is_never_retired
         );
     };
     (@rules $open:expr; $($rule:ident),*) => {

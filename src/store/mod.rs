@@ -1,21 +1,28 @@
 //! Persistence behind one trait: users, sessions (refresh-token families), outstanding and
-//! blacklisted refresh tokens, and the generated signing secret. Knows nothing of HTTP.
+//! blacklisted refresh tokens, failed logins, signing keys and the generated signing secret.
+//! Knows nothing of HTTP. Two engines: SQLite (embedded, the default) and PostgreSQL (many
+//! instances on one database).
 //!
 //! The rules of sessions live in the trait's contract (the methods' documentation), not in an
-//! engine: every engine keeps them inside its own transactions.
+//! engine: every engine keeps them inside its own transactions. `contract.rs` holds the rule
+//! tests at fixed times and `tests/api/store_contract.rs` the behaviour suite; both run on
+//! every engine.
 
 #[cfg(test)]
 pub(crate) mod contract;
 mod none;
+mod postgres;
 mod sqlite;
 mod throttle;
 
 pub use none::NoStore;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use throttle::{FailureCount, Limit};
 
 use async_trait::async_trait;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -200,8 +207,10 @@ pub enum StoreError {
     DuplicateUser(String),
     #[error("no user named {0:?}")]
     UnknownUser(String),
-    #[error("unsupported database URL {0:?}: expected sqlite://PATH")]
+    #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://USER@HOST/NAME")]
     UnsupportedUrl(String),
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(#[source] Cause),
     #[error("database error: {0}")]
     Database(#[source] Cause),
     #[error("database migration failed: {0}")]
@@ -304,19 +313,143 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn forget_login_failures(&self, key: &str) -> Result<()>;
 }
 
-/// Opens (creating and migrating when needed) the database at `url`.
+/// A connection pool's bounds (PostgreSQL; SQLite has one writer and a reader per thread).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// The most connections held open.
+    pub max_connections: usize,
+    /// How long opening one connection may take.
+    pub connect_timeout: Duration,
+    /// How long a caller waits for a connection before the store is `Unavailable`.
+    pub acquire_timeout: Duration,
+    /// How long one statement may wait for its answer (a database that stopped answering
+    /// without closing its connections) before the store is `Unavailable`.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A database URL, which may hold a password: shown (`Debug`, `Display`) with the password
+/// as `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(url: &str) -> Self {
+        DatabaseUrl(url.to_owned())
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        DatabaseUrl(url)
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redacted(&self.0))
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", redacted(&self.0))
+    }
+}
+
+/// `url` with the password of its user part, and any `password=` parameter, as `***`.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => p.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// Opens (creating and migrating when needed) the database at `url`, with the default pool.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    open_with(url, &PoolOptions::default()).await
+}
+
+/// Opens (creating and migrating when needed) the database at `url`: `sqlite://PATH`, or
+/// `postgres://` (also `postgresql://`) with a pool bounded by `pool`.
+pub async fn open_with(url: &str, pool: &PoolOptions) -> Result<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite:") {
         let path = path.strip_prefix("//").unwrap_or(path);
         Ok(Arc::new(SqliteStore::open(path).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(url, pool).await?))
     } else {
-        Err(StoreError::UnsupportedUrl(url.to_owned()))
+        Err(StoreError::UnsupportedUrl(redacted(url)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_urls_password_is_never_shown() {
+        for (url, shown) in [
+            (
+                "postgres://app:s3cret@db:5432/auth",
+                "postgres://app:***@db:5432/auth",
+            ),
+            ("postgres://app@db/auth", "postgres://app@db/auth"),
+            (
+                "postgres://a:p@ss@db/x?sslmode=disable",
+                "postgres://a:***@db/x?sslmode=disable",
+            ),
+            (
+                "postgresql://db/x?user=a&password=p",
+                "postgresql://db/x?user=a&password=***",
+            ),
+            ("sqlite://var/db.sqlite3", "sqlite://var/db.sqlite3"),
+        ] {
+            let url = DatabaseUrl::from(url);
+            assert_eq!(url.to_string(), shown);
+            assert_eq!(format!("{url:?}"), format!("{shown:?}"));
+        }
+    }
 
     #[test]
     fn a_users_debug_never_shows_the_hash() {

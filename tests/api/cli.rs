@@ -1,158 +1,13 @@
 //! The `handstamp` binary, run as a real process.
 
 use crate::common::command;
+use crate::common::process::*;
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-
-/// Runs the binary in `dir` with `stdin` as standard input.
-fn run(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = command(dir, args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-/// `handstamp user create name --password-stdin`, which must succeed.
-fn create_user(dir: &Path, name: &str, password: &str) {
-    let out = run(
-        dir,
-        &["user", "create", name, "--password-stdin"],
-        &format!("{password}\n"),
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A `handstamp serve` process and everything it has logged so far.
-struct Served {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
-    lines: mpsc::Receiver<String>,
-}
-
-fn serve(dir: &Path, envs: &[(&str, &str)]) -> Served {
-    let mut child = command(dir, &["serve", "--bind", "127.0.0.1:0"])
-        .envs(envs.iter().copied())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, lines) = mpsc::channel();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in stderr.lines() {
-            let line = line.unwrap();
-            sink.lock().unwrap().push_str(&line);
-            sink.lock().unwrap().push('\n');
-            let _ = tx.send(line);
-        }
-    });
-    let addr = loop {
-        let line = lines.recv().expect("server exited before listening");
-        let rest = line.split("listening on ").nth(1);
-        if let Some(url) = rest {
-            let url = url.split(['"', ' ']).next().unwrap();
-            break url.split("://").nth(1).unwrap().to_owned();
-        }
-    };
-    Served {
-        child,
-        addr,
-        log,
-        lines,
-    }
-}
-
-impl Served {
-    fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        let body = body.to_string();
-        write!(
-            stream,
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        )
-        .unwrap();
-        read_response(&mut stream)
-    }
-
-    /// `GET path` with `Authorization: Bearer token`: status and JSON body.
-    fn get_bearer(&self, path: &str, token: &Value) -> (u16, Value) {
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        let token = token.as_str().unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        read_response(&mut stream)
-    }
-
-    /// `GET path` with the request id `id`; the answer's status.
-    fn get_with_request_id(&self, path: &str, id: &str) -> u16 {
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nX-Request-Id: {id}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        read_response(&mut stream).0
-    }
-
-    /// The next log line containing `needle`.
-    fn wait_for_line(&self, needle: &str) -> String {
-        loop {
-            let line = self.lines.recv().expect("server exited");
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Reads a whole `Connection: close` response: status and JSON body.
-fn read_response(stream: &mut TcpStream) -> (u16, Value) {
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let status = raw[9..12].parse().unwrap();
-    let body = raw.split_once("\r\n\r\n").unwrap().1;
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
+use std::sync::mpsc;
 
 #[test]
 fn help_lists_the_commands() {
@@ -192,6 +47,51 @@ fn migrate_creates_the_default_database() {
     assert!(dir.path().join("handstamp.sqlite3").exists());
     let again = run(dir.path(), &["migrate"], "");
     assert!(again.status.success());
+}
+
+/// The database comes from `--database`, else `HANDSTAMP_DATABASE_URL`, else `[database] url`;
+/// a password in it is never printed.
+#[test]
+fn the_database_is_chosen_by_flag_variable_or_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("handstamp.toml"),
+        "[database]\nurl = \"sqlite://file.sqlite3\"\n",
+    )
+    .unwrap();
+    let migrate = |args: &[&str], envs: &[(&str, &str)]| {
+        let out = command(d, &[args, &["migrate"]].concat())
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(
+        migrate(&[], &[]),
+        "database is up to date: sqlite://file.sqlite3\n"
+    );
+    let env = [("HANDSTAMP_DATABASE_URL", "sqlite://env.sqlite3")];
+    migrate(&[], &env);
+    migrate(&["--database", "sqlite://flag.sqlite3"], &env);
+    for name in ["file", "env", "flag"] {
+        assert!(d.join(format!("{name}.sqlite3")).exists(), "{name}");
+    }
+    assert!(!d.join("handstamp.sqlite3").exists());
+
+    let url = "postgres://app:hunter2@127.0.0.1:1/none";
+    let out = run(d, &["--database", url, "migrate"], "");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("postgres://app:***@127.0.0.1:1/none"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("unavailable") && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
 }
 
 /// `serve --check` and what it checks, one thing broken at a time.
@@ -266,7 +166,24 @@ fn password_stdin_takes_one_line() {
 #[test]
 fn user_commands_manage_users() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+    manage_users(dir.path(), &[]);
+}
+
+/// The same commands on PostgreSQL, on a fresh database.
+#[test]
+fn user_commands_manage_users_on_postgres() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(database) = runtime.block_on(crate::common::postgres::TestDatabase::create()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    manage_users(dir.path(), &["--database", &database.url]);
+}
+
+/// Creates, lists, changes and deletes users through the CLI, on the database `db` names
+/// (`--database URL`, or nothing for the default).
+fn manage_users(d: &Path, db: &[&str]) {
+    let run = |d: &Path, args: &[&str], stdin: &str| run(d, &[db, args].concat(), stdin);
     let out = run(
         d,
         &["user", "create", "alice", "--password-stdin", "--staff"],
@@ -801,10 +718,29 @@ fn within(
 #[test]
 fn keys_rotate_across_instances_without_logging_anyone_out() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    create_user(d, "dana", "pw");
+    rotate_keys_across_instances(dir.path(), &[]);
+}
+
+/// The same rotation with the three instances on one fresh PostgreSQL database.
+#[test]
+fn keys_rotate_across_instances_on_postgres() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(database) = runtime.block_on(crate::common::postgres::TestDatabase::create()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    rotate_keys_across_instances(dir.path(), &["--database", &database.url]);
+}
+
+/// Three instances on the database `db` names (`--database URL`, or nothing for the default)
+/// rotate their signing key through the CLI without logging anyone out.
+fn rotate_keys_across_instances(d: &Path, db: &[&str]) {
+    // A kid may begin with '-': `--` before it keeps it from reading as an option.
+    let run = |d: &Path, args: &[&str], stdin: &str| run(d, &[db, args].concat(), stdin);
+    let out = run(d, &["user", "create", "dana", "--password-stdin"], "pw\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let es256 = [("HANDSTAMP_ALGORITHM", "ES256")];
-    let servers: Vec<Served> = (0..3).map(|_| serve(d, &es256)).collect();
+    let servers: Vec<Served> = (0..3).map(|_| serve_with(d, db, &es256)).collect();
     let login = |server: &Served| {
         let (status, pair) =
             server.post("/api/token/", json!({"username": "dana", "password": "pw"}));
@@ -836,14 +772,14 @@ fn keys_rotate_across_instances_without_logging_anyone_out() {
 
     // Activating it before caches could know it is refused; forced, every instance signs with
     // it within the bound, and what the old key signed keeps verifying everywhere.
-    let out = run(d, &["keys", "activate", &new], "");
+    let out = run(d, &["keys", "activate", "--", &new], "");
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("--force"),
         "{}",
         text(&out.stderr)
     );
-    let out = run(d, &["keys", "activate", &new, "--force"], "");
+    let out = run(d, &["keys", "activate", "--force", "--", &new], "");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let took = within(bound, &servers, |s| {
         token_kid(&login(s)).as_deref() == Some(&new)
@@ -854,14 +790,14 @@ fn keys_rotate_across_instances_without_logging_anyone_out() {
     }
 
     // The old key cannot be retired while its tokens may live; forced, it is gone everywhere.
-    let out = run(d, &["keys", "retire", &old], "");
+    let out = run(d, &["keys", "retire", "--", &old], "");
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("--force"),
         "{}",
         text(&out.stderr)
     );
-    let out = run(d, &["keys", "retire", &old, "--force"], "");
+    let out = run(d, &["keys", "retire", "--force", "--", &old], "");
     assert!(out.status.success(), "{}", text(&out.stderr));
     within(bound, &servers, |s| !published_kids(s).contains(&old));
     for server in &servers {

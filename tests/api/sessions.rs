@@ -370,7 +370,7 @@ async fn flushing_drops_expired_sessions() {
     assert!(s.service.end_session(id, "revoked").await.unwrap());
     stored_session(&s.service, id, "live", 60, 86_400).await;
     let (_, access) = s.login("ida", "pw").await;
-    let url = format!("sqlite://{}", s.dir.path().join("test.sqlite3").display());
+    let url = s.database_url.clone();
     let out = command(s.dir.path(), &["--database", &url, "flush-expired-tokens"])
         .output()
         .unwrap();
@@ -395,7 +395,7 @@ async fn the_cli_lists_and_revokes_a_users_sessions() {
     let (phone, _) = login_as(&s, "jo", "phone").await;
     let t = stored_session(&s.service, id, "older", 60, 3600).await;
     let (kim, _) = s.login("kim", "pw").await;
-    let url = format!("sqlite://{}", s.dir.path().join("test.sqlite3").display());
+    let url = s.database_url.clone();
     let cli = |args: &[&str]| {
         let mut all = vec!["--database", url.as_str()];
         all.extend(args);

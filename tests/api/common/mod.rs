@@ -1,5 +1,9 @@
-//! A real handstamp server on 127.0.0.1:0 over a temporary SQLite file, and a client for it.
+//! A real handstamp server on 127.0.0.1:0 over a temporary SQLite file (or a fresh
+//! PostgreSQL database), and a client for it.
 #![allow(dead_code)]
+
+pub mod postgres;
+pub mod process;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use handstamp::config::{Secret, Settings};
@@ -19,6 +23,10 @@ pub struct TestServer {
     pub client: Client,
     pub service: Arc<AuthService>,
     pub dir: tempfile::TempDir,
+    /// The URL of the database it serves from.
+    pub database_url: String,
+    /// The PostgreSQL database it made for itself, if any; dropped after the server.
+    pub database: Option<postgres::TestDatabase>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -28,35 +36,53 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    /// Starts with the test key and whatever `tweak` changes in the settings.
+    /// Starts with the test key and whatever `tweak` changes in the settings; on a fresh
+    /// PostgreSQL database instead of SQLite when `TEST_STORE=postgres` (`.ci/run` runs the
+    /// API's suites that way too).
     pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        if std::env::var("TEST_STORE").is_ok_and(|s| s == "postgres") {
+            let started = Self::start_postgres(tweak).await;
+            return started.expect("TEST_STORE=postgres needs TEST_POSTGRES_URL");
+        }
         Self::start_in(tempfile::tempdir().unwrap(), tweak).await
     }
 
     /// Starts with the database in `dir` (a filesystem the test set up, say).
     pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Settings)) -> Self {
-        let database = dir.path().join("test.sqlite3");
-        Self::start_on(dir, &database, tweak).await
+        let url = format!("sqlite://{}", dir.path().join("test.sqlite3").display());
+        Self::start_on(&url, dir, tweak).await
     }
 
-    /// A second instance on this one's database, as instances behind a load balancer run.
+    /// Starts on a fresh PostgreSQL database of its own; `None` (after a notice) when no test
+    /// server is set.
+    pub async fn start_postgres(tweak: impl FnOnce(&mut Settings)) -> Option<Self> {
+        let database = postgres::TestDatabase::create().await?;
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Self::start_on(&database.url, dir, tweak).await;
+        server.database = Some(database);
+        Some(server)
+    }
+
+    /// A second instance on this one's database, as instances behind a load balancer run
+    /// (drop it before this one: a PostgreSQL database goes with its first server).
     pub async fn start_beside(&self, tweak: impl FnOnce(&mut Settings)) -> Self {
-        let database = self.dir.path().join("test.sqlite3");
-        Self::start_on(tempfile::tempdir().unwrap(), &database, tweak).await
+        Self::start_on(&self.database_url, tempfile::tempdir().unwrap(), tweak).await
     }
 
-    async fn start_on(
+    /// Starts on the database at `url`, with `dir` for any files.
+    pub async fn start_on(
+        url: &str,
         dir: tempfile::TempDir,
-        database: &std::path::Path,
         tweak: impl FnOnce(&mut Settings),
     ) -> Self {
         let mut settings = Settings::default();
         settings.jwt.signing_key = Some(Secret(KEY.into()));
         tweak(&mut settings);
-        let url = format!("sqlite://{}", database.display());
         let store = match settings.jwt.jwk_url {
             Some(_) => Arc::new(store::NoStore),
-            None => store::open(&url).await.unwrap(),
+            None => store::open_with(url, &settings.database.pool())
+                .await
+                .unwrap(),
         };
         let hasher = Hasher::with_queue(settings.server.password_queue);
         let service = AuthService::with_hasher(settings.jwt.clone(), store, hasher);
@@ -79,6 +105,8 @@ impl TestServer {
             client: Client::new(),
             service,
             dir,
+            database_url: url.to_owned(),
+            database: None,
             stop: Some(stop),
             task: Some(task),
         }
