@@ -130,29 +130,13 @@ impl TokenCodec {
             verifier_for(&keys, header)?
         };
         // Decoded on the stack: a token check allocates only the claims it keeps.
-        let mut signature_bytes = [0u8; MAX_SIGNATURE];
-        let heap_signature;
-        let signature = match B64.decode_slice(signature, &mut signature_bytes) {
-            Ok(length) => &signature_bytes[..length],
-            Err(DecodeSliceError::OutputSliceTooSmall) => {
-                heap_signature = B64.decode(signature).map_err(|_| TokenError::Invalid)?;
-                &heap_signature[..]
-            }
-            Err(DecodeSliceError::DecodeError(_)) => return Err(TokenError::Invalid),
-        };
+        let (mut signature_bytes, mut spilled_signature) = ([0u8; MAX_SIGNATURE], Vec::new());
+        let signature = decode_b64(signature, &mut signature_bytes, &mut spilled_signature)?;
         if !key.verify(signing_input.as_bytes(), signature) {
             return Err(TokenError::Invalid);
         }
-        let mut payload_bytes = [0u8; STACK_PAYLOAD];
-        let heap_payload;
-        let payload = match B64.decode_slice(payload, &mut payload_bytes) {
-            Ok(length) => &payload_bytes[..length],
-            Err(DecodeSliceError::OutputSliceTooSmall) => {
-                heap_payload = B64.decode(payload).map_err(|_| TokenError::Invalid)?;
-                &heap_payload[..]
-            }
-            Err(DecodeSliceError::DecodeError(_)) => return Err(TokenError::Invalid),
-        };
+        let (mut payload_bytes, mut spilled_payload) = ([0u8; STACK_PAYLOAD], Vec::new());
+        let payload = decode_b64(payload, &mut payload_bytes, &mut spilled_payload)?;
         // From text already checked: serde_json then need not check each string again.
         let mut json = serde_json::Deserializer::from_str(utf8(payload)?);
         let claims = ClaimsSeed(&self.names)
@@ -213,6 +197,23 @@ impl TokenCodec {
         } else {
             Err(TokenError::Invalid)
         }
+    }
+}
+
+/// Base64url `text` decoded into `stack` when it fits, else into `heap` (an empty `Vec` costs
+/// nothing until then).
+fn decode_b64<'a>(
+    text: &str,
+    stack: &'a mut [u8],
+    heap: &'a mut Vec<u8>,
+) -> Result<&'a [u8], TokenError> {
+    match B64.decode_slice(text, stack) {
+        Ok(length) => Ok(&stack[..length]),
+        Err(DecodeSliceError::OutputSliceTooSmall) => {
+            *heap = B64.decode(text).map_err(|_| TokenError::Invalid)?;
+            Ok(heap)
+        }
+        Err(DecodeSliceError::DecodeError(_)) => Err(TokenError::Invalid),
     }
 }
 
