@@ -285,12 +285,17 @@ impl AuthService {
             }
         };
         // Refused unhashed (no password that long can be stored), whoever the user is.
+        let mut new_password = None;
         let user = if password::too_long(password) {
             None
         } else {
             let user = self.store.user_by_name(username).await?;
             let stored = user.as_ref().map(|u| u.password.as_str());
-            let matches = self.hasher.verify(password.to_owned(), stored).await?;
+            let (matches, upgraded) = self
+                .hasher
+                .verify_and_upgrade(password.to_owned(), stored)
+                .await?;
+            new_password = upgraded.map(PasswordHash::from);
             user.filter(|user| matches && user.is_active)
         };
         let Some(user) = user else {
@@ -325,6 +330,7 @@ impl AuthService {
             session,
             token,
             record_login: self.settings.update_last_login,
+            new_password,
         };
         if !self.store.start_session(login).await? {
             // Deleted since its password was checked.

@@ -49,6 +49,7 @@ async fn login(store: &dyn Store, user_id: i64, id: &str, jti: &str, now: i64) -
         session,
         token,
         record_login: true,
+        new_password: None,
     };
     store.start_session(login).await.unwrap()
 }
@@ -459,6 +460,34 @@ pub(crate) async fn activating_a_key_swaps_and_the_active_one_is_never_retired(s
     assert_eq!(b.retired_at, Some(T + 6));
 }
 
+/// A login that upgrades the user's password hash writes it with the session, and one that
+/// does not leaves it.
+pub(crate) async fn a_login_upgrades_the_password_hash_with_its_session(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    assert!(login(store, alice, "s1", "r1", T).await);
+    let before = store.user_by_id(alice).await.unwrap().unwrap().password;
+    assert_eq!(before.as_str(), "-");
+    let upgrade = Login {
+        session: Session {
+            id: "s2".into(),
+            user_id: alice,
+            created_at: T + 1,
+            last_refreshed_at: T + 1,
+            expires_at: T + DAY,
+            ip: None,
+            user_agent: None,
+            revoked_at: None,
+        },
+        token: token("r2", alice, T + 1),
+        record_login: false,
+        new_password: Some("$argon2id$v=19$new".into()),
+    };
+    assert!(store.start_session(upgrade).await.unwrap());
+    let after = store.user_by_id(alice).await.unwrap().unwrap().password;
+    assert_eq!(after.as_str(), "$argon2id$v=19$new");
+    assert_eq!(ids(store, alice, T + 1).await, ["s2", "s1"]);
+}
+
 /// One test per rule, for the engine opened by `$open`: an expression giving a pair of the
 /// engine's store (its own type, not an `Arc`) and whatever must outlive the test (its files).
 macro_rules! store_contract {
@@ -479,6 +508,7 @@ macro_rules! store_contract {
             concurrent_login_failures_all_count,
             concurrent_login_failures_reach_the_lock,
             racing_first_keys_leave_one_active,
+            a_login_upgrades_the_password_hash_with_its_session,
             activating_a_key_swaps_and_the_active_one_is_never_retired
         );
     };

@@ -159,6 +159,8 @@ pub struct Login {
     pub token: Outstanding,
     /// Set the user's `last_login` to the session's `created_at`.
     pub record_login: bool,
+    /// Replace the user's password hash (an older format upgraded at this login).
+    pub new_password: Option<PasswordHash>,
 }
 
 /// What a refresh asks of the store, all in one transaction.

@@ -627,6 +627,7 @@ impl Store for SqliteStore {
                 session: s,
                 token,
                 record_login,
+                new_password,
             } = login;
             // Nothing, rather than a foreign key error, for a user deleted since the password
             // check: a failed job would fail its whole batch.
@@ -652,6 +653,10 @@ impl Store for SqliteStore {
             if record_login {
                 tx.prepare_cached("UPDATE users SET last_login = ? WHERE id = ?")?
                     .execute((s.created_at, s.user_id))?;
+            }
+            if let Some(hash) = new_password {
+                tx.prepare_cached("UPDATE users SET password = ? WHERE id = ?")?
+                    .execute((hash.as_str(), s.user_id))?;
             }
             Ok(true)
         })
@@ -1053,6 +1058,7 @@ mod tests {
             session,
             token: token("r1", alice, 100),
             record_login: false,
+            new_password: None,
         };
         assert!(store.start_session(login).await.unwrap());
         let refresh = Refresh {

@@ -13,6 +13,7 @@ mod keys;
 mod multi_instance;
 mod outage;
 mod overload;
+mod passwords;
 mod paths;
 mod sessions;
 mod storage_faults;

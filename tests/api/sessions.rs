@@ -349,6 +349,7 @@ async fn stored_session(
         session,
         token,
         record_login: false,
+        new_password: None,
     };
     assert!(s.store().start_session(login).await.unwrap());
     t

@@ -647,6 +647,10 @@ impl Store for PostgresStore {
                 let (user, at) = (&login.session.user_id, &login.session.created_at);
                 execute(&tx, sql::RECORD_LOGIN, &[user, at]).await?;
             }
+            if let Some(hash) = &login.new_password {
+                let (user, hash) = (&login.session.user_id, &hash.as_str());
+                execute(&tx, sql::UPGRADE_PASSWORD, &[hash, user]).await?;
+            }
             tx.commit().await?;
             Ok(true)
         })

@@ -43,6 +43,9 @@ pub const SET_ACTIVE: &str = "UPDATE users SET is_active = $2::boolean WHERE use
 pub const DELETE_USER: &str = "DELETE FROM users WHERE username = $1::text";
 pub const RECORD_LOGIN: &str = "UPDATE users SET last_login = $2::bigint WHERE id = $1::bigint";
 
+/// A password hash in an older format, replaced at a login.
+pub const UPGRADE_PASSWORD: &str = "UPDATE users SET password = $1 WHERE id = $2::bigint";
+
 /// A refresh token issued: `$1`..`$4` its jti, user, creation and expiry, `$5` its session,
 /// `$6` the token it was rotated from. Its user is NULL if that user is gone (as SQLite's store
 /// does).

@@ -1,6 +1,9 @@
 //! Password hashing: Argon2id in PHC format for every new hash, run on a bounded set of
 //! low-priority threads behind a bounded queue, so a burst of logins can neither starve token
-//! checks nor pile up work and memory without end.
+//! checks nor pile up work and memory without end. Django's stored formats are verified too
+//! (`django.rs`), and a login upgrades them to Argon2id.
+
+mod django;
 
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher as _, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -54,8 +57,31 @@ pub fn verify(password: &str, stored: &str) -> bool {
 }
 
 /// [`verify`], computing in `memory` (grown as the hash's cost asks): a thread that verifies
-/// many passwords reuses one buffer instead of mapping and faulting in 19 MiB each time.
+/// many passwords reuses one buffer instead of mapping and faulting in 19 MiB each time. A
+/// stored hash in none of the formats we read (an unusable `!...` password, a malformed row)
+/// costs the dummy verification and never matches, so it takes the time a wrong password does.
 fn verify_in(password: &str, stored: &str, memory: &mut Vec<Block>) -> bool {
+    if let Some(django) = django::parse(stored) {
+        return django.verify(password, |phc| verify_phc(password, phc, memory));
+    }
+    if PasswordHash::new(stored).is_err() {
+        verify_phc(password, DUMMY_HASH, memory);
+        return false;
+    }
+    verify_phc(password, stored, memory)
+}
+
+/// Whether `stored` is a hash as new ones are made (Argon2id at today's cost); any other
+/// format is replaced at the next successful login.
+pub fn is_current(stored: &str) -> bool {
+    stored.starts_with(CURRENT_PREFIX)
+}
+
+/// What every new hash begins with.
+const CURRENT_PREFIX: &str = "$argon2id$v=19$m=19456,t=2,p=1$";
+
+/// An Argon2 hash in PHC format.
+fn verify_phc(password: &str, stored: &str, memory: &mut Vec<Block>) -> bool {
     let Ok(parsed) = PasswordHash::new(stored) else {
         return false;
     };
@@ -186,6 +212,28 @@ impl Hasher {
         self.run(move |_| hash(&password)).await?
     }
 
+    /// [`verify`](Self::verify), and for a match against a hash in an older format (Django's,
+    /// or Argon2 at another cost), a new Argon2id hash of the password to store in its place.
+    pub async fn verify_and_upgrade(
+        &self,
+        password: String,
+        stored: Option<&str>,
+    ) -> Result<(bool, Option<String>), PasswordError> {
+        let stored = stored.map(str::to_owned);
+        self.run(move |memory| match stored {
+            Some(stored) => {
+                let matches = verify_in(&password, &stored, memory);
+                let upgrade = (matches && !is_current(&stored)).then(|| hash(&password).ok());
+                (matches, upgrade.flatten())
+            }
+            None => {
+                verify_in(&password, DUMMY_HASH, memory);
+                (false, None)
+            }
+        })
+        .await
+    }
+
     /// Verifies against `stored`, or against a dummy hash when there is none, so that both
     /// cases take the same time. Returns false for the dummy.
     pub async fn verify(
@@ -222,6 +270,7 @@ mod tests {
     fn new_hashes_are_argon2id_with_the_chosen_cost() {
         let h = hash("s3cret").unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert!(is_current(&h));
         assert!(verify("s3cret", &h));
         assert!(!verify("s3cret ", &h));
         // Other Argon2 costs and variants are read from the hash itself.
@@ -233,6 +282,22 @@ mod tests {
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         let light = light.hash_password(b"pw", &salt).unwrap().to_string();
         assert!(verify("pw", &light) && !verify("px", &light), "{light}");
+    }
+
+    #[test]
+    fn a_hash_we_cannot_read_costs_the_dummy_verification() {
+        // The dummy's Argon2 memory (19 MiB, 19,456 blocks) is the trace that it ran.
+        for stored in [
+            "not a hash",
+            "",
+            "!unusable",
+            "pbkdf2_sha256$x$y$z",
+            "md5$a$b",
+        ] {
+            let mut memory = Vec::new();
+            assert!(!verify_in("x", stored, &mut memory), "{stored:?}");
+            assert_eq!(memory.len(), 19 * 1024, "{stored:?}");
+        }
     }
 
     #[test]
