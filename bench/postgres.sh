@@ -4,8 +4,8 @@
 #   bash bench/postgres.sh [SECONDS]      (default 10 s a measurement; needs wrk, pgbench, python3)
 #   BENCH_HS_BIN=path/to/handstamp bash bench/postgres.sh      (that binary instead of a release build)
 #
-# Rows: `pgbench`: the refresh statement itself (src/store/postgres/sql.rs's REFRESH, read from
-# there), run by pgbench at the same concurrency with prepared statements: the most refreshes that
+# Rows: `pgbench`: the refresh transaction itself (refresh_in's statements, read from
+# src/store/postgres/sql.rs), run by pgbench at the same concurrency with prepared statements: the most refreshes that
 # PostgreSQL commits on this machine. `refresh`: POST /api/token/refresh/ with a never-used token a
 # request. `me`: GET /api/users/me/, on PostgreSQL and on SQLite. Servers on CPU 0, wrk on CPU 1, as
 # bench/run.sh does; PostgreSQL runs where it runs (the machine's server, TEST_POSTGRES_URL's or
@@ -33,7 +33,7 @@ while read -r var; do unset "$var"; done < <(compgen -e | grep -E '^HANDSTAMP_' 
 HS=${BENCH_HS_BIN:-}
 if [ -z "$HS" ]; then
   (cd "$ROOT" && cargo build --release --quiet)
-  HS="$ROOT/target/release/handstamp"
+  HS="${CARGO_TARGET_DIR:-$ROOT/target}/release/handstamp"
 fi
 psql -q "$SERVER_URL" -c "CREATE DATABASE $DB"
 
@@ -57,16 +57,28 @@ wrk_rps() { # ADDR ARGS...: requests/s of one wrk run of the scenario
     "http://$addr" -- "$@" | sed -nE 's/^BENCH .*rps=([0-9.]+).* non200=([0-9]+).*/\1 \2/p'
 }
 
-# pgbench: the REFRESH statement with pgbench's variables for its parameters.
+# pgbench: the refresh transaction of src/store/postgres/mod.rs's refresh_in, statement for statement
+# (read from sql.rs), for a token of no session as the wrk run's are: the user held, the token's
+# session looked up (none), its blacklist entry looked up (none), the token blacklisted, the new one
+# recorded; BEGIN and COMMIT around them. TOUCH_SESSION is not run: refresh_in skips it without a
+# session. Parameters become pgbench variables; "now" is PostgreSQL's clock.
 python3 - "$ROOT/src/store/postgres/sql.rs" >"$WORK/refresh.sql" <<'PY'
 import re, sys
 source = open(sys.argv[1]).read()
-sql = re.search(r'pub const REFRESH: &str = "(.*?)";', source, re.S).group(1)
-values = {1: "'o' || :r", 2: "4000000000", 3: "extract(epoch from now())::bigint", 4: ":uid",
-          5: "true", 6: "'n' || :r", 7: ":uid", 8: "extract(epoch from now())::bigint", 9: "4000000000"}
-sql = re.sub(r"\$(\d)", lambda m: "(" + values[int(m.group(1))] + ")", sql)
+def statement(name, *values):
+    sql = re.search(r'pub const %s: &str =\s*"(.*?)";' % name, source, re.S).group(1)
+    sql = re.sub(r"\$(\d)", lambda m: "(" + values[int(m.group(1)) - 1] + ")", sql)
+    return " ".join(sql.split()) + ";"
+old, new, uid, exp = "'o' || :r", "'n' || :r", ":uid", "4000000000"
+now = "extract(epoch from now())::bigint"
 print("\\set r random(1, 9000000000000000000)")
-print(" ".join(sql.split()) + ";")
+print("BEGIN;")
+print(statement("REFRESH_USER", uid))
+print(statement("LOCK_SESSION_OF", old))
+print(statement("BLACKLISTED_AT", old))
+print(statement("BLACKLIST", old, exp, now))
+print(statement("RECORD", new, uid, now, exp, "NULL", old))
+print("COMMIT;")
 PY
 
 echo "bench: PostgreSQL $(psql -Atc 'SHOW server_version' "$SERVER_URL"), ${SECONDS_EACH}s each, $CONNECTIONS connections" >&2
@@ -94,7 +106,7 @@ ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 cat <<EOF2
 | row | requests/s | non-200 |
 |---|---:|---:|
-| pgbench, the refresh statement (PostgreSQL's limit) | $PGBENCH | |
+| pgbench, the refresh transaction (PostgreSQL's limit) | $PGBENCH | |
 | refresh on PostgreSQL | $REFRESH | $REFRESH_BAD |
 | \`/api/users/me/\` on PostgreSQL | $ME_PG | $ME_PG_BAD |
 | \`/api/users/me/\` on SQLite | $ME_SQLITE | $ME_SQLITE_BAD |
