@@ -1,29 +1,39 @@
 #!/usr/bin/env bash
-# handstamp on PostgreSQL beside the database's own limit, and beside handstamp on SQLite:
+# handstamp on PostgreSQL beside the database's own limit, Django on the same PostgreSQL, and
+# handstamp on SQLite:
 #
 #   bash bench/postgres.sh [SECONDS]      (default 10 s a measurement; needs wrk, pgbench, python3)
 #   BENCH_HS_BIN=path/to/handstamp bash bench/postgres.sh      (that binary instead of a release build)
+#   BENCH_ROUNDS=N (default 3)            rounds; each runs every row once, in turn (interleaved)
+#   BENCH_VENV=DIR                        Django's virtualenv (bench/peer_django/setup.sh makes it)
 #
-# Rows: `pgbench`: the refresh statement itself (src/store/postgres/sql.rs's REFRESH, read from
-# there), run by pgbench at the same concurrency with prepared statements: the most refreshes that
-# PostgreSQL commits on this machine. `refresh`: POST /api/token/refresh/ with a never-used token a
-# request. `me`: GET /api/users/me/, on PostgreSQL and on SQLite. Servers on CPU 0, wrk on CPU 1, as
-# bench/run.sh does; PostgreSQL runs where it runs (the machine's server, TEST_POSTGRES_URL's or
-# postgres://postgres@127.0.0.1:5432/postgres), on a database made for the run and dropped after.
+# Rows: `pgbench`: the refresh transaction itself (refresh_in's statements, read from
+# src/store/postgres/sql.rs), run by pgbench at the same concurrency with prepared statements: the
+# most refreshes that PostgreSQL commits on this machine. `refresh`: POST /api/token/refresh/ with a
+# never-used token a request, handstamp and Django + DRF + simplejwt (bench/peer_django, psycopg 3,
+# 2 gunicorn workers), each on its own database of one PostgreSQL server. `me`: GET /api/users/me/
+# on both, and handstamp's on SQLite. Servers on CPU 0, wrk on CPU 1, as bench/run.sh does;
+# PostgreSQL runs where it runs (the machine's server, TEST_POSTGRES_URL's or
+# postgres://postgres@127.0.0.1:5432/postgres), on databases made for the run and dropped after.
+# Prints a Markdown table: the median of the rounds, their lowest and highest, and the ratios.
 set -euo pipefail
 SECONDS_EACH=${1:-10}
+ROUNDS=${BENCH_ROUNDS:-3}
+VENV=${BENCH_VENV:-$HOME/.cache/handstamp-bench/venv}
 CONNECTIONS=32
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
 SERVER_URL=${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 DB=handstamp_bench_$$
 PG_URL="${SERVER_URL%/*}/$DB"
+DJANGO_URL="${SERVER_URL%/*}/${DB}_django"
 KEY=bench-signing-key-of-at-least-sixty-four-bytes-for-every-hs-algorithm-xx
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   psql -q "$SERVER_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  psql -q "$SERVER_URL" -c "DROP DATABASE IF EXISTS ${DB}_django WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -33,7 +43,7 @@ while read -r var; do unset "$var"; done < <(compgen -e | grep -E '^HANDSTAMP_' 
 HS=${BENCH_HS_BIN:-}
 if [ -z "$HS" ]; then
   (cd "$ROOT" && cargo build --release --quiet)
-  HS="$ROOT/target/release/handstamp"
+  HS="${CARGO_TARGET_DIR:-$ROOT/target}/release/handstamp"
 fi
 psql -q "$SERVER_URL" -c "CREATE DATABASE $DB"
 
@@ -57,47 +67,104 @@ wrk_rps() { # ADDR ARGS...: requests/s of one wrk run of the scenario
     "http://$addr" -- "$@" | sed -nE 's/^BENCH .*rps=([0-9.]+).* non200=([0-9]+).*/\1 \2/p'
 }
 
-# pgbench: the REFRESH statement with pgbench's variables for its parameters.
+# pgbench: the refresh transaction of src/store/postgres/mod.rs's refresh_in, statement for statement
+# (read from sql.rs), for a token of no session as the wrk run's are: the user held, the token's
+# session looked up (none), its blacklist entry looked up (none), the token blacklisted, the new one
+# recorded; BEGIN and COMMIT around them. TOUCH_SESSION is not run: refresh_in skips it without a
+# session. Parameters become pgbench variables; "now" is PostgreSQL's clock.
 python3 - "$ROOT/src/store/postgres/sql.rs" >"$WORK/refresh.sql" <<'PY'
 import re, sys
 source = open(sys.argv[1]).read()
-sql = re.search(r'pub const REFRESH: &str = "(.*?)";', source, re.S).group(1)
-values = {1: "'o' || :r", 2: "4000000000", 3: "extract(epoch from now())::bigint", 4: ":uid",
-          5: "true", 6: "'n' || :r", 7: ":uid", 8: "extract(epoch from now())::bigint", 9: "4000000000"}
-sql = re.sub(r"\$(\d)", lambda m: "(" + values[int(m.group(1))] + ")", sql)
+def statement(name, *values):
+    sql = re.search(r'pub const %s: &str =\s*"(.*?)";' % name, source, re.S).group(1)
+    sql = re.sub(r"\$(\d)", lambda m: "(" + values[int(m.group(1)) - 1] + ")", sql)
+    return " ".join(sql.split()) + ";"
+old, new, uid, exp = "'o' || :r", "'n' || :r", ":uid", "4000000000"
+now = "extract(epoch from now())::bigint"
 print("\\set r random(1, 9000000000000000000)")
-print(" ".join(sql.split()) + ";")
+print("BEGIN;")
+print(statement("REFRESH_USER", uid))
+print(statement("LOCK_SESSION_OF", old))
+print(statement("BLACKLISTED_AT", old))
+print(statement("BLACKLIST", old, exp, now))
+print(statement("RECORD", new, uid, now, exp, "NULL", old))
+print("COMMIT;")
 PY
 
-echo "bench: PostgreSQL $(psql -Atc 'SHOW server_version' "$SERVER_URL"), ${SECONDS_EACH}s each, $CONNECTIONS connections" >&2
+echo "bench: PostgreSQL $(psql -Atc 'SHOW server_version' "$SERVER_URL"), $ROUNDS rounds of ${SECONDS_EACH}s each, $CONNECTIONS connections" >&2
 serve pg "$PG_URL"; PG_ADDR=$ADDR
 UID_PG=$(user "$PG_URL")
-pgbench -n -M prepared -c $CONNECTIONS -j 1 -T "$SECONDS_EACH" -D uid="$UID_PG" \
-  -f "$WORK/refresh.sql" "$PG_URL" >"$WORK/pgbench.out" 2>&1
-PGBENCH=$(sed -nE 's/^tps = ([0-9.]+) .*/\1/p' "$WORK/pgbench.out")
-# Every one of them rotated (the user exists and is active): as many blacklisted as new tokens.
-ROTATED=$(psql -Atc "SELECT count(*) FROM blacklisted_tokens" "$PG_URL")
-[ "$ROTATED" -gt 0 ] || { cat "$WORK/pgbench.out" >&2; echo "bench: pgbench rotated nothing" >&2; exit 1; }
-
-python3 "$BENCH_DIR/mint_refresh.py" --v7 "$KEY" "$UID_PG" 200000 "$WORK/tokens"
-read -r REFRESH REFRESH_BAD < <(wrk_rps "$PG_ADDR" refresh /api/token/refresh/ "$WORK/tokens")
-ACCESS=$(python3 "$BENCH_DIR/mint_refresh.py" --access "$KEY" "$UID_PG")
-read -r ME_PG ME_PG_BAD < <(wrk_rps "$PG_ADDR" bearer /api/users/me/ "$ACCESS")
-
 SQLITE_URL="sqlite://$WORK/hs.sqlite3"
 UID_SQLITE=$(user "$SQLITE_URL")
-serve sqlite "$SQLITE_URL"
-ACCESS=$(python3 "$BENCH_DIR/mint_refresh.py" --access "$KEY" "$UID_SQLITE")
-read -r ME_SQLITE ME_SQLITE_BAD < <(wrk_rps "$ADDR" bearer /api/users/me/ "$ACCESS")
+serve sqlite "$SQLITE_URL"; SQLITE_ADDR=$ADDR
 
-ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
-cat <<EOF2
-| row | requests/s | non-200 |
-|---|---:|---:|
-| pgbench, the refresh statement (PostgreSQL's limit) | $PGBENCH | |
-| refresh on PostgreSQL | $REFRESH | $REFRESH_BAD |
-| \`/api/users/me/\` on PostgreSQL | $ME_PG | $ME_PG_BAD |
-| \`/api/users/me/\` on SQLite | $ME_SQLITE | $ME_SQLITE_BAD |
+# Django + DRF + simplejwt (bench/peer_django, 2 gunicorn workers on CPU 0) on a database of its own
+# on the same PostgreSQL server.
+bash "$BENCH_DIR/peer_django/setup.sh" "$VENV"
+psql -q "$SERVER_URL" -c "CREATE DATABASE ${DB}_django"
+DJANGO_ENV=(PEER_VENV="$VENV" PEER_DATABASE_URL="$DJANGO_URL" PEER_SIGNING_KEY="$KEY")
+UID_DJANGO=$(env "${DJANGO_ENV[@]}" bash "$BENCH_DIR/peer_django/create_user.sh" bench pw | tail -1)
+P=$(port)
+env "${DJANGO_ENV[@]}" taskset -c 0 bash "$BENCH_DIR/peer_django/start.sh" "$P" >"$WORK/django.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 200); do curl -sf "http://127.0.0.1:$P/healthz" >/dev/null && break; sleep 0.1; done
+DJANGO_ADDR="127.0.0.1:$P"
 
-refresh / pgbench: $(ratio "$REFRESH" "$PGBENCH"); /me PostgreSQL / SQLite: $(ratio "$ME_PG" "$ME_SQLITE")
-EOF2
+ACCESS_PG=$(python3 "$BENCH_DIR/mint_refresh.py" --access "$KEY" "$UID_PG")
+ACCESS_SQLITE=$(python3 "$BENCH_DIR/mint_refresh.py" --access "$KEY" "$UID_SQLITE")
+# Fresh tokens a round: never-used refresh tokens, so every request rotates one.
+declare -A R
+add() { R[$1]="${R[$1]:-} $2"; }
+for round in $(seq "$ROUNDS"); do
+  echo "bench: round $round" >&2
+  pgbench -n -M prepared -c $CONNECTIONS -j 1 -T "$SECONDS_EACH" -D uid="$UID_PG" \
+    -f "$WORK/refresh.sql" "$PG_URL" >"$WORK/pgbench.out" 2>&1
+  add pgbench "$(sed -nE 's/^tps = ([0-9.]+) .*/\1/p' "$WORK/pgbench.out")"
+  # Every transaction rotated (the user exists and is active): blacklisted rows were added.
+  ROTATED=$(psql -Atc "SELECT count(*) FROM blacklisted_tokens" "$PG_URL")
+  [ "$ROTATED" -gt 0 ] || { cat "$WORK/pgbench.out" >&2; echo "bench: pgbench rotated nothing" >&2; exit 1; }
+  python3 "$BENCH_DIR/mint_refresh.py" --v7 "$KEY" "$UID_PG" 200000 "$WORK/tokens"
+  read -r rps bad < <(wrk_rps "$PG_ADDR" refresh /api/token/refresh/ "$WORK/tokens")
+  add refresh_pg "$rps"; add bad_refresh_pg "$bad"
+  python3 "$BENCH_DIR/mint_refresh.py" "$KEY" "$UID_DJANGO" 20000 "$WORK/tokens"
+  read -r rps bad < <(wrk_rps "$DJANGO_ADDR" refresh /api/token/refresh/ "$WORK/tokens")
+  add refresh_django "$rps"; add bad_refresh_django "$bad"
+  read -r rps bad < <(wrk_rps "$PG_ADDR" bearer /api/users/me/ "$ACCESS_PG")
+  add me_pg "$rps"; add bad_me_pg "$bad"
+  read -r rps bad < <(wrk_rps "$SQLITE_ADDR" bearer /api/users/me/ "$ACCESS_SQLITE")
+  add me_sqlite "$rps"; add bad_me_sqlite "$bad"
+  ACCESS_DJANGO=$(python3 "$BENCH_DIR/mint_refresh.py" --access "$KEY" "$UID_DJANGO")
+  read -r rps bad < <(wrk_rps "$DJANGO_ADDR" bearer /api/users/me/ "$ACCESS_DJANGO")
+  add me_django "$rps"; add bad_me_django "$bad"
+done
+
+# The table: per row the median of the rounds, the lowest and highest, the non-200 answers summed.
+python3 - "$ROUNDS" <<PY
+import statistics, sys
+r = {k: [float(x) for x in v.split()] for k, v in dict(
+    pgbench="${R[pgbench]}", refresh_pg="${R[refresh_pg]}", refresh_django="${R[refresh_django]}",
+    me_pg="${R[me_pg]}", me_sqlite="${R[me_sqlite]}", me_django="${R[me_django]}",
+    bad_refresh_pg="${R[bad_refresh_pg]}", bad_refresh_django="${R[bad_refresh_django]}",
+    bad_me_pg="${R[bad_me_pg]}", bad_me_sqlite="${R[bad_me_sqlite]}", bad_me_django="${R[bad_me_django]}",
+).items()}
+med = {k: statistics.median(v) for k, v in r.items()}
+rows = [("pgbench, the refresh transaction (PostgreSQL's limit)", "pgbench"),
+        ("refresh, handstamp on PostgreSQL", "refresh_pg"),
+        ("refresh, Django + simplejwt on PostgreSQL", "refresh_django"),
+        ("\`/api/users/me/\`, handstamp on PostgreSQL", "me_pg"),
+        ("\`/api/users/me/\`, handstamp on SQLite", "me_sqlite"),
+        ("\`/api/users/me/\`, Django + simplejwt on PostgreSQL", "me_django")]
+print(f"{sys.argv[1]} rounds, interleaved; requests/s (pgbench: transactions/s)\n")
+print("| row | median | lowest | highest | non-200 |")
+print("|---|---:|---:|---:|---:|")
+for name, k in rows:
+    bad = int(sum(r.get("bad_" + k, [0])))
+    print(f"| {name} | {med[k]:.0f} | {min(r[k]):.0f} | {max(r[k]):.0f} | {bad if k != 'pgbench' else ''} |")
+print()
+for what, a, b, target in [("refresh: handstamp / Django on PostgreSQL", "refresh_pg", "refresh_django", 100),
+                           ("refresh: handstamp / pgbench", "refresh_pg", "pgbench", 0.5),
+                           ("/me: PostgreSQL / SQLite", "me_pg", "me_sqlite", 0.5),
+                           ("/me: handstamp / Django on PostgreSQL", "me_pg", "me_django", None)]:
+    goal = f" (target >= {target})" if target else ""
+    print(f"- {what}: {med[a] / med[b]:.2f}{goal}")
+PY

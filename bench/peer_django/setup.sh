@@ -16,7 +16,7 @@ REQS="$HERE/requirements.txt"
 STAMP="$VENV/.peer_django_requirements.txt"
 
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && cmp -s "$REQS" "$STAMP" \
-  && "$VENV/bin/python" -c 'import django, rest_framework, rest_framework_simplejwt, gunicorn' 2>/dev/null; then
+  && "$VENV/bin/python" -c 'import django, rest_framework, rest_framework_simplejwt, gunicorn, psycopg' 2>/dev/null; then
   exit 0
 fi
 

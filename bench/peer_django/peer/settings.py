@@ -2,7 +2,8 @@
 
 Environment: PEER_SECRET_KEY (Django's SECRET_KEY), PEER_SIGNING_KEY (simplejwt's SIGNING_KEY; falls
 back to SECRET_KEY, simplejwt's own default), PEER_DB (SQLite file; default db.sqlite3 next to manage.py),
-PEER_SQLITE_JOURNAL (optional SQLite journal_mode, e.g. WAL; default: SQLite's, DELETE).
+PEER_SQLITE_JOURNAL (optional SQLite journal_mode, e.g. WAL; default: SQLite's, DELETE),
+PEER_DATABASE_URL (postgres://USER@HOST:PORT/NAME: PostgreSQL through psycopg 3 instead of SQLite).
 """
 import os
 from pathlib import Path
@@ -55,6 +56,22 @@ if os.environ.get("PEER_SQLITE_JOURNAL"):
     DATABASES["default"]["OPTIONS"]["init_command"] = (
         f"PRAGMA journal_mode={os.environ['PEER_SQLITE_JOURNAL']};"
     )
+
+# PostgreSQL instead, as a Django project on PostgreSQL configures it: psycopg 3, one connection a
+# worker kept between requests (CONN_MAX_AGE), autocommit with simplejwt's own atomic blocks.
+if os.environ.get("PEER_DATABASE_URL"):
+    from urllib.parse import urlsplit
+
+    url = urlsplit(os.environ["PEER_DATABASE_URL"])
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": url.path.lstrip("/"),
+        "USER": url.username or "",
+        "PASSWORD": url.password or "",
+        "HOST": url.hostname or "",
+        "PORT": str(url.port or ""),
+        "CONN_MAX_AGE": None,
+    }
 
 # Django's default hashers: PBKDF2-SHA256, 1,000,000 iterations in Django 5.2.
 AUTH_PASSWORD_VALIDATORS = []
