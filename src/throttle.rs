@@ -3,8 +3,9 @@
 //! username or address is refused before any password is hashed. The counting rule is
 //! `store::FailureCount`'s.
 
-use crate::store::{FailureCount, Limit, Store, StoreError};
+use crate::store::{Limit, Store, StoreError};
 use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 /// The limits in force; `None` turns one off.
@@ -47,7 +48,8 @@ fn key(kind: &str, value: &[u8]) -> String {
     key.push_str(kind);
     key.push(':');
     for byte in digest {
-        key.push_str(&format!("{byte:02x}"));
+        // Writing to a String cannot fail.
+        let _ = write!(key, "{byte:02x}");
     }
     key
 }
@@ -83,10 +85,9 @@ impl LoginThrottle {
                 retry_after: (until - now).max(1) as u64,
             });
         }
-        let recorded = keys.username.is_some()
-            && counts
-                .first()
-                .is_some_and(|c| c.is_some_and(|c: FailureCount| c != FailureCount::default()));
+        // Only the username's record (first) is forgotten on success; a record exists only
+        // once a failure was counted.
+        let recorded = keys.username.is_some() && matches!(counts.first(), Some(Some(_)));
         Ok(Verdict::Open { recorded })
     }
 

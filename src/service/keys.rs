@@ -55,6 +55,8 @@ pub enum KeysError {
     FromSettings,
     #[error("no key {0:?}")]
     Unknown(String),
+    #[error("the database holds no active signing key")]
+    NoActiveKey,
     #[error("key {0:?} is retired")]
     Retired(String),
     #[error("key {0:?} signs now: activate another first")]
@@ -242,10 +244,7 @@ fn stored_key(kid: String, algorithm: Algorithm, private_key: Vec<u8>, now: i64)
 }
 
 fn signing_key(key: &StoredKey) -> Result<SigningKey, KeyError> {
-    let algorithm: Algorithm = key.algorithm.parse().map_err(|reason| KeyError::Rejected {
-        algorithm: Algorithm::HS256,
-        reason,
-    })?;
+    let algorithm: Algorithm = key.algorithm.parse().map_err(KeyError::Algorithm)?;
     if algorithm.is_hmac() {
         Ok(SigningKey::hmac(algorithm, &key.private_key))
     } else {
@@ -258,14 +257,11 @@ fn kid(key: &StoredKey) -> Option<String> {
 }
 
 /// The set the stored keys make: the active one signs; pending and previous ones verify.
-fn key_set(stored: &[StoredKey]) -> Result<KeySet, KeyError> {
+fn key_set(stored: &[StoredKey]) -> Result<KeySet, KeysError> {
     let active = stored
         .iter()
         .find(|k| k.is_active())
-        .ok_or_else(|| KeyError::Rejected {
-            algorithm: Algorithm::HS256,
-            reason: "the database holds no active signing key".into(),
-        })?;
+        .ok_or(KeysError::NoActiveKey)?;
     let mut set = KeySet::new(signing_key(active)?, kid(active));
     for key in stored
         .iter()

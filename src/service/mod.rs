@@ -174,8 +174,10 @@ pub enum SetupError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot generate a signing key: {0}")]
+    #[error("signing key: {0}")]
     Key(#[from] KeyError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] KeysError),
     #[error(transparent)]
     Remote(#[from] remote::FetchError),
 }

@@ -178,6 +178,9 @@ pub enum KeyError {
     },
     #[error("{0} keys are secrets, not PEM key files")]
     Hmac(Algorithm),
+    /// An algorithm name we do not know, or none where one is needed.
+    #[error("{0}")]
+    Algorithm(String),
 }
 
 fn rejected(algorithm: Algorithm, reason: impl fmt::Display) -> KeyError {
@@ -495,11 +498,9 @@ impl VerifyingKey {
     /// A public key from a JWK, for the algorithm it names or `algorithm` when it names none.
     pub fn from_jwk(jwk: &Jwk, algorithm: Option<Algorithm>) -> Result<Self, KeyError> {
         let algorithm = match (jwk.alg.as_deref(), algorithm) {
-            (Some(name), _) => name
-                .parse()
-                .map_err(|e: String| rejected(Algorithm::RS256, e))?,
+            (Some(name), _) => name.parse().map_err(KeyError::Algorithm)?,
             (None, Some(algorithm)) => algorithm,
-            (None, None) => return Err(rejected(Algorithm::RS256, "the JWK names no alg")),
+            (None, None) => return Err(KeyError::Algorithm("the JWK names no alg".into())),
         };
         let bytes = |field: &Option<String>, name: &str| {
             let text = field
