@@ -15,6 +15,7 @@ mod outage;
 mod overload;
 mod passwords;
 mod paths;
+mod readme;
 mod sessions;
 mod storage_faults;
 mod store;
