@@ -9,6 +9,7 @@ mod concurrency;
 mod connections;
 mod example;
 mod gateway;
+mod import_django;
 mod keys;
 mod multi_instance;
 mod outage;

@@ -31,9 +31,11 @@ mod sql;
 #[path = "../../../tests/api/common/postgres.rs"]
 mod test_database;
 
+use super::import::plan;
 use super::{
-    FailureCount, Flushed, Limit, Login, NewUser, Outstanding, PasswordHash, PoolOptions, Refresh,
-    RefreshOutcome, Result, Session, Store, StoreError, StoredKey, User, issued_before,
+    FailureCount, Flushed, Import, ImportCounts, ImportMode, ImportOutcome, Limit, Login, NewUser,
+    Outstanding, PasswordHash, PoolOptions, Refresh, RefreshOutcome, Result, Session, Store,
+    StoreError, StoredKey, User, issued_before,
 };
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
@@ -422,6 +424,66 @@ async fn login_failed_in(
     }
     execute(tx, sql::DELETE_EXPIRED_LOGIN_FAILURES, &[&now]).await?;
     Ok(())
+}
+
+/// [`Store::import`] inside `tx`; the caller commits it, or rolls it back for a dry run.
+async fn import_in(
+    tx: &Transaction<'_>,
+    import: &Import,
+    mode: ImportMode,
+) -> Result<ImportOutcome, tokio_postgres::Error> {
+    let ids: Vec<i64> = import.users.iter().map(|u| u.id).collect();
+    let names: Vec<&str> = import.users.iter().map(|u| u.username.as_str()).collect();
+    let ours = rows(tx, sql::IMPORT_OURS, &[&ids, &names]).await?;
+    let ours = ours.iter().map(user_from).collect::<Result<Vec<_>, _>>()?;
+    let plan = plan(import, &ours, mode);
+    if !plan.conflicts.is_empty() {
+        return Ok(ImportOutcome::Conflicts(plan.conflicts));
+    }
+    let mut counts = ImportCounts {
+        users_unchanged: plan.unchanged,
+        users_skipped: plan.skipped,
+        ..ImportCounts::default()
+    };
+    if !plan.users.is_empty() {
+        let users = &plan.users;
+        let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+        let names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
+        let hashes: Vec<&str> = users.iter().map(|u| u.password.as_str()).collect();
+        let active: Vec<bool> = users.iter().map(|u| u.is_active).collect();
+        let staff: Vec<bool> = users.iter().map(|u| u.is_staff).collect();
+        let superuser: Vec<bool> = users.iter().map(|u| u.is_superuser).collect();
+        let joined: Vec<i64> = users.iter().map(|u| u.date_joined).collect();
+        let last_login: Vec<Option<i64>> = users.iter().map(|u| u.last_login).collect();
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &ids,
+            &names,
+            &hashes,
+            &active,
+            &staff,
+            &superuser,
+            &joined,
+            &last_login,
+        ];
+        counts.users_imported = execute(tx, sql::IMPORT_USERS, &params).await?;
+        // Not on a dry run: a sequence's move is not undone by a rollback.
+        if !mode.dry_run {
+            execute(tx, sql::IMPORT_ADVANCE_USER_IDS, &[]).await?;
+        }
+    }
+    let tokens = &plan.tokens;
+    let jtis: Vec<&str> = tokens.iter().map(|t| t.jti.as_str()).collect();
+    let users: Vec<Option<i64>> = tokens.iter().map(|t| t.user_id).collect();
+    let created: Vec<Option<i64>> = tokens.iter().map(|t| t.created_at).collect();
+    let expires: Vec<i64> = tokens.iter().map(|t| t.expires_at).collect();
+    let params: [&(dyn ToSql + Sync); 4] = [&jtis, &users, &created, &expires];
+    counts.tokens = execute(tx, sql::IMPORT_TOKENS, &params).await?;
+    let listed = &plan.blacklisted;
+    let jtis: Vec<&str> = listed.iter().map(|b| b.jti.as_str()).collect();
+    let expires: Vec<i64> = listed.iter().map(|b| b.expires_at).collect();
+    let at: Vec<i64> = listed.iter().map(|b| b.blacklisted_at).collect();
+    counts.blacklisted = execute(tx, sql::IMPORT_BLACKLISTED, &[&jtis, &expires, &at]).await?;
+    Ok(ImportOutcome::Done(counts))
 }
 
 impl PostgresStore {
@@ -919,6 +981,20 @@ impl Store for PostgresStore {
     async fn forget_login_failures(&self, key: &str) -> Result<()> {
         self.execute(sql::FORGET_LOGIN_FAILURES, &[&key]).await?;
         Ok(())
+    }
+
+    async fn import(&self, import: Import, mode: ImportMode) -> Result<ImportOutcome> {
+        let import = &import;
+        self.run(|mut c| async move {
+            let tx = c.transaction().await?;
+            let outcome = import_in(&tx, import, mode).await?;
+            match outcome {
+                ImportOutcome::Done(_) if !mode.dry_run => tx.commit().await?,
+                _ => tx.rollback().await?,
+            }
+            Ok(outcome)
+        })
+        .await
     }
 }
 
