@@ -82,3 +82,42 @@ async fn cross_origin_page_is_refused_without_cors() {
         .await;
     assert_eq!(r.status(), 200);
 }
+
+/// The cookie flow with no cookie setting: the compatibility contract, in a browser. The login
+/// sets no cookie and answers both tokens in the body, and a refresh without `refresh` in the
+/// body is refused as simplejwt refuses it, so the flow stops there.
+#[tokio::test]
+async fn cookie_flow_without_cookie_settings_needs_the_body() {
+    let Some(browser) = Browser::open().await else {
+        return;
+    };
+    let spa = Spa::new();
+    let server = TestServer::start_with(|s| spa.mount(s)).await;
+    server.create_user(USER, PASSWORD).await;
+
+    let url = Spa::url(
+        &server,
+        &[
+            ("flow", "cookie"),
+            ("credentials", "include"),
+            ("username", USER),
+            ("password", PASSWORD),
+        ],
+    );
+    let result = browser.result_of(&url).await;
+    browser.close().await;
+
+    let login = &result["steps"]["login"];
+    assert_eq!(login["status"], 200, "{result}");
+    assert!(login["body"]["refresh"].is_string(), "{result}");
+    assert_eq!(result["cookieAfterLogin"], "", "{result}");
+    let refresh = &result["steps"]["refresh"];
+    assert_eq!(refresh["status"], 400, "{result}");
+    assert_eq!(
+        refresh["body"],
+        json!({"refresh": ["This field is required."]}),
+        "{result}"
+    );
+    assert_eq!(result["failed"], "Error: refresh answered 400", "{result}");
+    assert_eq!(result["steps"]["me"], Value::Null, "{result}");
+}
