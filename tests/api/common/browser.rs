@@ -60,7 +60,7 @@ fn driver_binary() -> Option<PathBuf> {
 pub struct Driver {
     child: Child,
     pub url: String,
-    /// Holds its log (`--log-path`), shown when it does not come up.
+    /// The directory of its log (`--log-path`), which a failed start shows.
     _dir: TempDir,
 }
 
@@ -142,7 +142,8 @@ async fn ready(child: &mut Child, url: &str) -> bool {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        // The group's id is chromedriver's pid (`process_group(0)`).
+        // The group's id is chromedriver's pid (`process_group(0)`), not reused by anything
+        // else: the child is not waited for yet.
         let group = self.child.id() as libc::pid_t;
         // SAFETY: kill(2) with a negative pid signals the group this test started, nothing else.
         unsafe { libc::kill(-group, libc::SIGKILL) };
