@@ -4,6 +4,7 @@
 mod common;
 
 mod architecture;
+mod browser;
 mod cli;
 mod concurrency;
 mod connections;
