@@ -46,6 +46,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use tokio::time::Instant;
 use tokio_postgres::{NoTls, Row, types::ToSql};
 
 /// Attempts of a statement that met a [`retryable`] failure.
@@ -66,8 +67,16 @@ pub struct PostgresStore {
 /// than one query per round trip. A connection found closed is given back and replaced.
 #[derive(Debug)]
 struct SharedReads {
-    lanes: Box<[ArcSwapOption<Object>]>,
+    lanes: Box<[Lane]>,
     next: AtomicUsize,
+}
+
+/// One shared connection, and the lock its replacement is taken under: the callers that find
+/// it missing at once open one connection between them, not one each.
+#[derive(Debug, Default)]
+struct Lane {
+    client: ArcSwapOption<Object>,
+    filling: tokio::sync::Mutex<()>,
 }
 
 impl SharedReads {
@@ -77,12 +86,12 @@ impl SharedReads {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let lanes = cores.min(max_connections / 2).max(1);
         SharedReads {
-            lanes: (0..lanes).map(|_| ArcSwapOption::empty()).collect(),
+            lanes: (0..lanes).map(|_| Lane::default()).collect(),
             next: AtomicUsize::new(0),
         }
     }
 
-    fn lane(&self) -> &ArcSwapOption<Object> {
+    fn lane(&self) -> &Lane {
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
         &self.lanes[turn % self.lanes.len()]
     }
@@ -545,7 +554,12 @@ impl PostgresStore {
 
     /// A pooled connection, within the acquire timeout however the pool is doing.
     async fn client(&self) -> Result<Object> {
-        match tokio::time::timeout(self.acquire_timeout, self.pool.get()).await {
+        self.client_by(Instant::now() + self.acquire_timeout).await
+    }
+
+    /// A pooled connection by `deadline`.
+    async fn client_by(&self, deadline: Instant) -> Result<Object> {
+        match tokio::time::timeout_at(deadline, self.pool.get()).await {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(e)) => Err(Fault::Pool(e).into()),
             Err(_) => Err(Fault::AcquireTimeout(self.acquire_timeout).into()),
@@ -621,13 +635,9 @@ impl PostgresStore {
         let lane = self.shared.lane();
         let mut attempt = 1;
         loop {
-            let client = match lane.load_full() {
+            let client = match lane.client.load_full() {
                 Some(client) if !client.is_closed() => client,
-                _ => {
-                    let client = Arc::new(self.client().await?);
-                    lane.store(Some(client.clone()));
-                    client
-                }
+                _ => self.fill(lane).await?,
             };
             let answer = tokio::time::timeout(self.statement_timeout, async {
                 let statement = client.prepare_cached(sql).await?;
@@ -646,12 +656,27 @@ impl PostgresStore {
                 }
                 Err(e) if client.is_closed() && attempt == 1 => {
                     tracing::debug!(error = %e, "replacing a closed shared connection");
-                    lane.compare_and_swap(&Some(client), None);
+                    lane.client.compare_and_swap(&Some(client), None);
                     attempt += 1;
                 }
                 Err(e) => return Err(pg_error(e)),
             }
         }
+    }
+
+    /// The lane's connection, opened if it has none that is open.
+    async fn fill(&self, lane: &Lane) -> Result<Arc<Object>> {
+        // One acquire timeout for the turn and the connection together.
+        let deadline = Instant::now() + self.acquire_timeout;
+        let Ok(_filling) = tokio::time::timeout_at(deadline, lane.filling.lock()).await else {
+            return Err(Fault::AcquireTimeout(self.acquire_timeout).into());
+        };
+        if let Some(client) = lane.client.load_full().filter(|c| !c.is_closed()) {
+            return Ok(client);
+        }
+        let client = Arc::new(self.client_by(deadline).await?);
+        lane.client.store(Some(client.clone()));
+        Ok(client)
     }
 
     /// An UPDATE or DELETE of one user by name (`$1`), with `more` parameters after it; an
@@ -1015,6 +1040,32 @@ mod tests {
         };
         let store = PostgresStore::open(&database.url, &pool).await.unwrap();
         Some((store, database))
+    }
+
+    #[tokio::test]
+    async fn concurrent_reads_by_key_share_connections() {
+        let Some((store, _database)) = fresh().await else {
+            return;
+        };
+        let user = NewUser {
+            username: "ada".into(),
+            password_hash: PasswordHash::from("x"),
+            is_staff: false,
+            is_superuser: false,
+        };
+        let id = store.create_user(user, 0).await.unwrap().id;
+        let reads = (0..64).map(|_| store.user_by_id(id));
+        for user in futures_util::future::join_all(reads).await {
+            assert_eq!(user.unwrap().unwrap().username, "ada");
+        }
+        // A connection each would have filled the pool of 4.
+        let lanes = store.shared.lanes.len();
+        assert!(lanes < 4);
+        assert!(
+            store.pool.status().size <= lanes.max(1),
+            "{:?}",
+            store.pool.status()
+        );
     }
 
     crate::store::contract::store_contract!(match fresh().await {
