@@ -1,17 +1,19 @@
-//! Settings: simplejwt's names and defaults, read from the `[jwt]`, `[server]`, `[login]` and
-//! `[database]` tables (and the `[[static]]` and `[[upstream]]` arrays) of a TOML file and from
+//! Settings: simplejwt's names and defaults, read from the `[jwt]`, `[server]`, `[login]`,
+//! `[cookies]` and `[database]` tables (and the `[[static]]` and `[[upstream]]` arrays) of a TOML file and from
 //! `HANDSTAMP_*` environment variables (the environment wins), and checked once at start-up. Each
-//! table is one struct in its own file (`jwt.rs`, `server.rs`, `login.rs`, `database.rs`,
-//! `gateway.rs`), the very struct the program reads, that
+//! table is one struct in its own file (`jwt.rs`, `server.rs`, `login.rs`, `cookies.rs`,
+//! `database.rs`, `gateway.rs`), the very struct the program reads, that
 //! declares each setting once: its key and type, its parser (which names what is wrong), its
 //! default in the struct's `Default`; the environment's names are read from those structs.
 
+mod cookies;
 mod database;
 mod gateway;
 mod jwt;
 mod login;
 mod server;
 
+pub use cookies::{CookieSettings, SameSite};
 pub use database::DatabaseSettings;
 pub use gateway::{AuthMode, Balance, StaticMount, UpstreamSettings};
 pub use jwt::{JwtSettings, Keys};
@@ -111,6 +113,9 @@ pub struct Settings {
     pub login: LoginSettings,
     #[serde(default)]
     pub database: DatabaseSettings,
+    /// Cookie mode (dj-rest-auth's `JWT_AUTH_*` names); off unless a cookie is named.
+    #[serde(default)]
+    pub cookies: CookieSettings,
     /// Directories served as static files, under URL prefixes.
     #[serde(default, rename = "static")]
     pub statics: Vec<StaticMount>,
@@ -149,6 +154,7 @@ impl Settings {
         self.server.check()?;
         self.login.check()?;
         self.database.check()?;
+        self.cookies.check()?;
         Ok(Settings {
             statics: self
                 .statics
@@ -178,12 +184,13 @@ impl EnvSettings {
     /// Settings from `vars`; any other variable with our prefix is an error, as an unknown key
     /// in the file is.
     fn read(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Self, ConfigError> {
-        // The keys of the `[jwt]`, `[server]` and `[login]` tables, as their structs declare them, and
+        // The keys of the `[jwt]`, `[server]`, `[login]` and `[cookies]` tables, as their structs declare them, and
         // those of `[database]` after `DATABASE_` (its `max_connections` is not the server's).
         let tables = [
             ("jwt", "", names::<JwtSettings>()),
             ("server", "", names::<ServerSettings>()),
             ("login", "", names::<LoginSettings>()),
+            ("cookies", "", names::<CookieSettings>()),
             ("database", "database_", names::<DatabaseSettings>()),
         ];
         let mut sections: BTreeMap<&str, Dict> = BTreeMap::new();
@@ -538,6 +545,7 @@ mod tests {
             .iter()
             .chain(names::<ServerSettings>())
             .chain(names::<LoginSettings>())
+            .chain(names::<CookieSettings>())
             .map(|key| key.to_string())
             .chain(database_keys)
         {
