@@ -1,10 +1,13 @@
 //! What every web room (`api`, `gateway`, `server`) shares, and which imports none of them:
-//! errors as responses (every error body, in `error.rs`), the Bearer extractors (`auth.rs`), the
+//! errors as responses (every error body, in `error.rs`), the Bearer extractors (`auth.rs`),
+//! cookie mode's cookies (`cookies.rs`) and CSRF check (`csrf.rs`), the
 //! client's address and user agent (`client.rs`), JSON responses, the TLS marker a connection
 //! puts on its requests, and what `/readyz` lists.
 
 pub mod auth;
 pub mod client;
+pub mod cookies;
+pub mod csrf;
 pub mod error;
 
 use axum::body::Body;

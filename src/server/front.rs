@@ -11,7 +11,7 @@
 use super::hot::{HotFuture, HotRoutes};
 use super::observe;
 use crate::api;
-use crate::http::client::{ClientAddr, TrustedProxies};
+use crate::http::client::{ClientAddr, Proxied, TrustedProxies};
 use crate::http::error::ApiError;
 use crate::http::{RESPONSE_HEADERS, Tls};
 use crate::request_id::{self, REQUEST_ID, Route, Scope};
@@ -199,6 +199,9 @@ where
                         .client_addr(peer.addr.ip(), req.headers());
                     req.extensions_mut().insert(ClientAddr(client));
                     req.extensions_mut().insert(ConnectInfo(peer.addr));
+                    if self.trusted_proxies.trusts(peer.addr.ip()) {
+                        req.extensions_mut().insert(Proxied);
+                    }
                     if peer.tls {
                         req.extensions_mut().insert(Tls(true));
                     }
