@@ -144,8 +144,27 @@ impl CookieSettings {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::from_toml;
+    use super::super::tests::{from_env, from_toml};
     use super::SameSite;
+
+    #[test]
+    fn the_environment_names_them_without_a_table() {
+        let s = from_env(&[
+            ("HANDSTAMP_JWT_AUTH_COOKIE", "app-auth"),
+            ("HANDSTAMP_JWT_AUTH_REFRESH_COOKIE", "app-refresh"),
+            ("HANDSTAMP_JWT_AUTH_SECURE", "yes"),
+            ("HANDSTAMP_JWT_AUTH_SAMESITE", "Strict"),
+            ("HANDSTAMP_JWT_AUTH_COOKIE_DOMAIN", "example.com"),
+        ])
+        .unwrap();
+        assert_eq!(s.cookies.jwt_auth_cookie.as_deref(), Some("app-auth"));
+        assert_eq!(
+            s.cookies.jwt_auth_refresh_cookie.as_deref(),
+            Some("app-refresh")
+        );
+        assert!(s.cookies.jwt_auth_secure);
+        assert_eq!(s.cookies.jwt_auth_samesite, SameSite::Strict);
+    }
 
     #[test]
     fn cookie_mode_is_off_by_default_and_read_with_dj_rest_auths_names() {

@@ -441,7 +441,7 @@ mod tests {
     }
 
     /// Settings from the environment `vars` alone.
-    fn from_env(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    pub(super) fn from_env(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let vars = vars.iter().map(|(k, v)| (k.into(), v.into()));
         Settings::load_with(None, vars.collect::<Vec<_>>())
     }
