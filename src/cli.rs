@@ -298,7 +298,7 @@ async fn serve(
     let service = AuthService::with_hasher(settings.jwt.clone(), store, hasher)
         .await?
         .with_login_limits(&settings.login)
-        .with_cookies(settings.cookies.clone());
+        .with_cookies(settings.cookies.clone(), &settings.cors);
     let service = Arc::new(service);
     tokio::spawn(service.clone().keep_keys_fresh());
     let app = server::app(service, settings);

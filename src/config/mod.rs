@@ -1,12 +1,13 @@
 //! Settings: simplejwt's names and defaults, read from the `[jwt]`, `[server]`, `[login]`,
-//! `[cookies]` and `[database]` tables (and the `[[static]]` and `[[upstream]]` arrays) of a TOML file and from
-//! `HANDSTAMP_*` environment variables (the environment wins), and checked once at start-up. Each
-//! table is one struct in its own file (`jwt.rs`, `server.rs`, `login.rs`, `cookies.rs`,
-//! `database.rs`, `gateway.rs`), the very struct the program reads, that
+//! `[cookies]`, `[database]` and `[cors]` tables (and the `[[static]]` and `[[upstream]]` arrays)
+//! of a TOML file and from `HANDSTAMP_*` environment variables (the environment wins), and checked
+//! once at start-up. Each table is one struct in its own file (`jwt.rs`, `server.rs`, `login.rs`,
+//! `cookies.rs`, `database.rs`, `cors.rs`, `gateway.rs`), the very struct the program reads, that
 //! declares each setting once: its key and type, its parser (which names what is wrong), its
 //! default in the struct's `Default`; the environment's names are read from those structs.
 
 mod cookies;
+mod cors;
 mod database;
 mod gateway;
 mod jwt;
@@ -14,6 +15,7 @@ mod login;
 mod server;
 
 pub use cookies::{CookieSettings, SameSite};
+pub use cors::CorsSettings;
 pub use database::DatabaseSettings;
 pub use gateway::{AuthMode, Balance, StaticMount, UpstreamSettings};
 pub use jwt::{JwtSettings, Keys};
@@ -116,6 +118,9 @@ pub struct Settings {
     /// Cookie mode (dj-rest-auth's `JWT_AUTH_*` names); off unless a cookie is named.
     #[serde(default)]
     pub cookies: CookieSettings,
+    /// Which other origins' pages may call our own endpoints (django-cors-headers' settings).
+    #[serde(default)]
+    pub cors: CorsSettings,
     /// Directories served as static files, under URL prefixes.
     #[serde(default, rename = "static")]
     pub statics: Vec<StaticMount>,
@@ -184,14 +189,16 @@ impl EnvSettings {
     /// Settings from `vars`; any other variable with our prefix is an error, as an unknown key
     /// in the file is.
     fn read(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Self, ConfigError> {
-        // The keys of the `[jwt]`, `[server]`, `[login]` and `[cookies]` tables, as their structs declare them, and
-        // those of `[database]` after `DATABASE_` (its `max_connections` is not the server's).
+        // The keys of the `[jwt]`, `[server]`, `[login]`, `[cookies]` and `[cors]` tables (whose
+        // keys all start with `cors_`), as their structs declare them, and those of `[database]`
+        // after `DATABASE_` (its `max_connections` is not the server's).
         let tables = [
             ("jwt", "", names::<JwtSettings>()),
             ("server", "", names::<ServerSettings>()),
             ("login", "", names::<LoginSettings>()),
             ("cookies", "", names::<CookieSettings>()),
             ("database", "database_", names::<DatabaseSettings>()),
+            ("cors", "", names::<CorsSettings>()),
         ];
         let mut sections: BTreeMap<&str, Dict> = BTreeMap::new();
         for (name, value) in vars {
@@ -320,17 +327,38 @@ fn opt_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error
     Ok(opt_text(d)?.map(PathBuf::from))
 }
 
-/// A list, or one value standing for a list of one.
+/// A list, or one text standing for a comma-separated list (as the environment gives every
+/// list: `HANDSTAMP_BIND=127.0.0.1:8000,[::1]:8000`), its items trimmed and empty ones dropped.
 fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    items(d, true)
+}
+
+/// A list, or one text standing for a list of one (a regex may hold a comma: `\d{1,4}`).
+fn unsplit_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    items(d, false)
+}
+
+/// A list, or one text, split at commas when `split`.
+fn items<'de, D: Deserializer<'de>>(d: D, split: bool) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
         One(Scalar),
         Many(Vec<Scalar>),
     }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s.into()],
-        OneOrMany::Many(v) => v.into_iter().map(String::from).collect(),
+    let text = match OneOrMany::deserialize(d)? {
+        OneOrMany::Many(v) => return Ok(v.into_iter().map(String::from).collect()),
+        OneOrMany::One(s) => String::from(s),
+    };
+    Ok(match split {
+        true => text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        false if text.trim().is_empty() => Vec::new(),
+        false => vec![text],
     })
 }
 
@@ -471,6 +499,20 @@ mod tests {
         assert_eq!(s.server.bind, ["[::1]:8000"]);
     }
 
+    /// One parser for every list: from the environment, items are comma-separated.
+    #[test]
+    fn environment_lists_are_comma_separated() {
+        let s = from_env(&[
+            ("HANDSTAMP_BIND", "127.0.0.1:8000, [::1]:8000"),
+            ("HANDSTAMP_AUTH_HEADER_TYPES", "Bearer,JWT"),
+            ("HANDSTAMP_TRUSTED_PROXIES", "10.0.0.0/8,::1"),
+        ])
+        .unwrap();
+        assert_eq!(s.server.bind, ["127.0.0.1:8000", "[::1]:8000"]);
+        assert_eq!(s.jwt.auth_header_types, ["Bearer", "JWT"]);
+        assert_eq!(s.server.trusted_proxies.len(), 2);
+    }
+
     /// `[database]` keys take `DATABASE_` after our prefix: `max_connections` is the server's.
     #[test]
     fn database_keys_are_prefixed_in_the_environment() {
@@ -546,6 +588,7 @@ mod tests {
             .chain(names::<ServerSettings>())
             .chain(names::<LoginSettings>())
             .chain(names::<CookieSettings>())
+            .chain(names::<CorsSettings>())
             .map(|key| key.to_string())
             .chain(database_keys)
         {

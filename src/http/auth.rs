@@ -22,6 +22,7 @@ pub struct CurrentUser(pub User);
 /// one (whatever it holds), else from the access cookie when cookie mode has one. A cookie
 /// authenticates a state-changing request only from a trusted origin ([`csrf::check`]).
 /// `forward_auth`: the request is a proxy's question about another (see [`csrf::check`]).
+#[inline]
 pub fn authenticate(
     service: &AuthService,
     parts: &Parts,

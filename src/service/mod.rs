@@ -5,7 +5,7 @@
 //! gateway and the CLI reach the database only through it. No HTTP here (the extractors are in
 //! `http::auth`, the client's address in `http::client`).
 
-use crate::config::{ConfigError, CookieSettings, JwtSettings, LoginSettings};
+use crate::config::{ConfigError, CookieSettings, CorsSettings, JwtSettings, LoginSettings};
 use crate::password::{self, Hasher, PasswordError};
 use crate::store::{
     Flushed, Limit, Login, NewUser, Outstanding, PasswordHash, Refresh, RefreshOutcome, Session,
@@ -193,6 +193,9 @@ pub struct AuthService {
     throttle: LoginThrottle,
     /// Cookie mode (`[cookies]`); all off by default.
     cookies: CookieSettings,
+    /// The origins besides our own whose pages may make cookie-authenticated state-changing
+    /// requests: `[cors]`'s listed origins and regexes (never "all origins").
+    trusted_origins: CorsSettings,
 }
 
 impl AuthService {
@@ -241,6 +244,7 @@ impl AuthService {
             hasher,
             throttle: login_throttle(&LoginSettings::default()),
             cookies: CookieSettings::default(),
+            trusted_origins: CorsSettings::default(),
         })
     }
 
@@ -250,9 +254,16 @@ impl AuthService {
         self
     }
 
-    /// Sets and reads the tokens in cookies as `settings` say (`http::cookies`, `http::auth`).
-    pub fn with_cookies(mut self, settings: CookieSettings) -> Self {
+    /// Sets and reads the tokens in cookies as `settings` say (`http::cookies`, `http::auth`),
+    /// trusting the pages of `cors`'s allowed origins (listed or matched by a regex) as our own
+    /// for the CSRF check. `cors_allow_all_origins` is not taken as trusting every origin: that
+    /// would be no check at all.
+    pub fn with_cookies(mut self, settings: CookieSettings, cors: &CorsSettings) -> Self {
         self.cookies = settings;
+        self.trusted_origins = CorsSettings {
+            cors_allow_all_origins: false,
+            ..cors.clone()
+        };
         self
     }
 
@@ -263,8 +274,8 @@ impl AuthService {
 
     /// Whether a request from `origin` (`scheme://host[:port]`) may use the cookies for a
     /// state-changing request, besides the server's own origin (the CSRF check, `http::csrf`).
-    pub fn is_trusted_origin(&self, _origin: &str) -> bool {
-        false
+    pub fn is_trusted_origin(&self, origin: &str) -> bool {
+        self.trusted_origins.is_allowed_origin(origin)
     }
 
     pub fn settings(&self) -> &JwtSettings {
@@ -479,6 +490,7 @@ impl AuthService {
     }
 
     /// Authenticates an access token as found (in a header or a cookie), without the database.
+    #[inline]
     pub fn authenticate_token(&self, token: &[u8]) -> Result<Authenticated, AuthError> {
         let token =
             std::str::from_utf8(token).map_err(|_| AuthError::InvalidToken(TokenError::Invalid))?;

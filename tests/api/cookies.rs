@@ -601,3 +601,58 @@ async fn default_settings_change_nothing() {
     assert!(set_cookies(r.headers()).is_empty());
     assert_eq!(reply(r).await, (200, json!({})));
 }
+
+#[tokio::test]
+async fn origins_allowed_by_cors_are_trusted_but_not_all_origins() {
+    let s = server(|s| {
+        s.cors.cors_allowed_origins = vec!["https://spa.example.com".into()];
+        s.cors.cors_allowed_origin_regexes =
+            vec![regex::Regex::new(r"^https://\w+\.preview\.example\.com$").unwrap()];
+        s.cors.cors_allow_credentials = true;
+    })
+    .await;
+    for origin in ["https://spa.example.com", "https://pr7.preview.example.com"] {
+        let (lines, _) = login(&s).await;
+        let (_, refresh) = cookie(&lines, REFRESH);
+        let jar = format!("{REFRESH}={refresh}");
+        let r = send(
+            &s,
+            Method::POST,
+            "/api/token/refresh/",
+            &jar,
+            &[("origin", origin)],
+            None,
+        )
+        .await;
+        assert_eq!(r.status(), 200, "{origin}");
+    }
+    let (lines, _) = login(&s).await;
+    let (_, access) = cookie(&lines, ACCESS);
+    let jar = format!("{ACCESS}={access}");
+    let r = send(
+        &s,
+        Method::DELETE,
+        "/api/sessions/",
+        &jar,
+        &[("referer", "https://spa.example.com/settings")],
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+
+    // All origins allowed for CORS still leaves the CSRF check to the listed ones.
+    let s = server(|s| s.cors.cors_allow_all_origins = true).await;
+    let (lines, _) = login(&s).await;
+    let (_, refresh) = cookie(&lines, REFRESH);
+    let jar = format!("{REFRESH}={refresh}");
+    let r = send(
+        &s,
+        Method::POST,
+        "/api/token/refresh/",
+        &jar,
+        &[("origin", "https://evil.example")],
+        None,
+    )
+    .await;
+    assert_eq!(reply(r).await, (403, csrf_origin("https://evil.example")));
+}
