@@ -7,6 +7,7 @@ mod architecture;
 mod cli;
 mod concurrency;
 mod connections;
+mod cors;
 mod example;
 mod gateway;
 mod keys;
