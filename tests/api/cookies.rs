@@ -656,3 +656,45 @@ async fn origins_allowed_by_cors_are_trusted_but_not_all_origins() {
     .await;
     assert_eq!(reply(r).await, (403, csrf_origin("https://evil.example")));
 }
+
+#[tokio::test]
+async fn a_cross_origin_spa_gets_cors_credentials_with_its_cookies() {
+    let spa = "https://spa.example.com";
+    let s = server(|s| {
+        s.cors.cors_allowed_origins = vec![spa.into()];
+        s.cors.cors_allow_credentials = true;
+    })
+    .await;
+    let r = send(
+        &s,
+        Method::OPTIONS,
+        "/api/token/refresh/",
+        "",
+        &[
+            ("origin", spa),
+            ("access-control-request-method", "POST"),
+            ("access-control-request-headers", "content-type"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], spa);
+    assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+    let (lines, _) = login(&s).await;
+    let (_, refresh) = cookie(&lines, REFRESH);
+    let jar = format!("{REFRESH}={refresh}");
+    let r = send(
+        &s,
+        Method::POST,
+        "/api/token/refresh/",
+        &jar,
+        &[("origin", spa)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], spa);
+    assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+    assert_eq!(set_cookies(r.headers()).len(), 2);
+}

@@ -8,6 +8,7 @@ mod cli;
 mod concurrency;
 mod connections;
 mod cookies;
+mod cors;
 mod example;
 mod gateway;
 mod keys;
