@@ -356,7 +356,8 @@ async fn serve(
     let hasher = Hasher::with_queue(settings.server.password_queue);
     let service = AuthService::with_hasher(settings.jwt.clone(), store, hasher)
         .await?
-        .with_login_limits(&settings.login);
+        .with_login_limits(&settings.login)
+        .with_cookies(settings.cookies.clone(), &settings.cors);
     let service = Arc::new(service);
     tokio::spawn(service.clone().keep_keys_fresh());
     let app = server::app(service, settings);

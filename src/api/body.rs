@@ -160,6 +160,16 @@ impl Payload {
         }
     }
 
+    /// Whether `name` is missing or blank: where cookie mode takes the refresh cookie instead,
+    /// as dj-rest-auth's `CookieTokenRefreshSerializer` does.
+    pub fn lacks(&self, name: &str) -> bool {
+        match self.values.get(name) {
+            None => true,
+            Some(Value::String(s)) => s.trim().is_empty(),
+            Some(_) => false,
+        }
+    }
+
     fn fail(&mut self, name: &'static str, message: &'static str) -> String {
         self.errors.0.push((name, message));
         String::new()

@@ -1,17 +1,21 @@
-//! Settings: simplejwt's names and defaults, read from the `[jwt]`, `[server]`, `[login]` and
-//! `[database]` tables (and the `[[static]]` and `[[upstream]]` arrays) of a TOML file and from
-//! `HANDSTAMP_*` environment variables (the environment wins), and checked once at start-up. Each
-//! table is one struct in its own file (`jwt.rs`, `server.rs`, `login.rs`, `database.rs`,
-//! `gateway.rs`), the very struct the program reads, that
+//! Settings: simplejwt's names and defaults, read from the `[jwt]`, `[server]`, `[login]`,
+//! `[cookies]`, `[database]` and `[cors]` tables (and the `[[static]]` and `[[upstream]]` arrays)
+//! of a TOML file and from `HANDSTAMP_*` environment variables (the environment wins), and checked
+//! once at start-up. Each table is one struct in its own file (`jwt.rs`, `server.rs`, `login.rs`,
+//! `cookies.rs`, `database.rs`, `cors.rs`, `gateway.rs`), the very struct the program reads, that
 //! declares each setting once: its key and type, its parser (which names what is wrong), its
 //! default in the struct's `Default`; the environment's names are read from those structs.
 
+mod cookies;
+mod cors;
 mod database;
 mod gateway;
 mod jwt;
 mod login;
 mod server;
 
+pub use cookies::{CookieSettings, SameSite};
+pub use cors::CorsSettings;
 pub use database::DatabaseSettings;
 pub use gateway::{AuthMode, Balance, StaticMount, UpstreamSettings};
 pub use jwt::{JwtSettings, Keys};
@@ -111,6 +115,12 @@ pub struct Settings {
     pub login: LoginSettings,
     #[serde(default)]
     pub database: DatabaseSettings,
+    /// Cookie mode (dj-rest-auth's `JWT_AUTH_*` names); off unless a cookie is named.
+    #[serde(default)]
+    pub cookies: CookieSettings,
+    /// Which other origins' pages may call our own endpoints (django-cors-headers' settings).
+    #[serde(default)]
+    pub cors: CorsSettings,
     /// Directories served as static files, under URL prefixes.
     #[serde(default, rename = "static")]
     pub statics: Vec<StaticMount>,
@@ -149,6 +159,7 @@ impl Settings {
         self.server.check()?;
         self.login.check()?;
         self.database.check()?;
+        self.cookies.check()?;
         Ok(Settings {
             statics: self
                 .statics
@@ -178,13 +189,16 @@ impl EnvSettings {
     /// Settings from `vars`; any other variable with our prefix is an error, as an unknown key
     /// in the file is.
     fn read(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Self, ConfigError> {
-        // The keys of the `[jwt]`, `[server]` and `[login]` tables, as their structs declare them, and
-        // those of `[database]` after `DATABASE_` (its `max_connections` is not the server's).
+        // The keys of the `[jwt]`, `[server]`, `[login]`, `[cookies]` and `[cors]` tables (whose
+        // keys all start with `cors_`), as their structs declare them, and those of `[database]`
+        // after `DATABASE_` (its `max_connections` is not the server's).
         let tables = [
             ("jwt", "", names::<JwtSettings>()),
             ("server", "", names::<ServerSettings>()),
             ("login", "", names::<LoginSettings>()),
+            ("cookies", "", names::<CookieSettings>()),
             ("database", "database_", names::<DatabaseSettings>()),
+            ("cors", "", names::<CorsSettings>()),
         ];
         let mut sections: BTreeMap<&str, Dict> = BTreeMap::new();
         for (name, value) in vars {
@@ -313,17 +327,38 @@ fn opt_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error
     Ok(opt_text(d)?.map(PathBuf::from))
 }
 
-/// A list, or one value standing for a list of one.
+/// A list, or one text standing for a comma-separated list (as the environment gives every
+/// list: `HANDSTAMP_BIND=127.0.0.1:8000,[::1]:8000`), its items trimmed and empty ones dropped.
 fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    items(d, true)
+}
+
+/// A list, or one text standing for a list of one (a regex may hold a comma: `\d{1,4}`).
+fn unsplit_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    items(d, false)
+}
+
+/// A list, or one text, split at commas when `split`.
+fn items<'de, D: Deserializer<'de>>(d: D, split: bool) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
         One(Scalar),
         Many(Vec<Scalar>),
     }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s.into()],
-        OneOrMany::Many(v) => v.into_iter().map(String::from).collect(),
+    let text = match OneOrMany::deserialize(d)? {
+        OneOrMany::Many(v) => return Ok(v.into_iter().map(String::from).collect()),
+        OneOrMany::One(s) => String::from(s),
+    };
+    Ok(match split {
+        true => text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        false if text.trim().is_empty() => Vec::new(),
+        false => vec![text],
     })
 }
 
@@ -434,7 +469,7 @@ mod tests {
     }
 
     /// Settings from the environment `vars` alone.
-    fn from_env(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    pub(super) fn from_env(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let vars = vars.iter().map(|(k, v)| (k.into(), v.into()));
         Settings::load_with(None, vars.collect::<Vec<_>>())
     }
@@ -462,6 +497,20 @@ mod tests {
         assert_eq!(s.jwt.access_token_lifetime, Duration::from_secs(600));
         assert_eq!(s.jwt.refresh_reuse_interval, Duration::ZERO);
         assert_eq!(s.server.bind, ["[::1]:8000"]);
+    }
+
+    /// One parser for every list: from the environment, items are comma-separated.
+    #[test]
+    fn environment_lists_are_comma_separated() {
+        let s = from_env(&[
+            ("HANDSTAMP_BIND", "127.0.0.1:8000, [::1]:8000"),
+            ("HANDSTAMP_AUTH_HEADER_TYPES", "Bearer,JWT"),
+            ("HANDSTAMP_TRUSTED_PROXIES", "10.0.0.0/8,::1"),
+        ])
+        .unwrap();
+        assert_eq!(s.server.bind, ["127.0.0.1:8000", "[::1]:8000"]);
+        assert_eq!(s.jwt.auth_header_types, ["Bearer", "JWT"]);
+        assert_eq!(s.server.trusted_proxies.len(), 2);
     }
 
     /// `[database]` keys take `DATABASE_` after our prefix: `max_connections` is the server's.
@@ -538,6 +587,8 @@ mod tests {
             .iter()
             .chain(names::<ServerSettings>())
             .chain(names::<LoginSettings>())
+            .chain(names::<CookieSettings>())
+            .chain(names::<CorsSettings>())
             .map(|key| key.to_string())
             .chain(database_keys)
         {

@@ -11,12 +11,13 @@ pub use proxy::USER_ID;
 pub const FORWARD_AUTH: &str = "/api/auth/check";
 
 use crate::config::Settings;
-use crate::http::auth::Authenticated;
+use crate::http::auth::{Authenticated, authenticate};
 use crate::http::error::{ApiError, not_allowed};
 use crate::http::{Readiness, json_response};
 use crate::service::AuthService;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{any, get};
@@ -111,16 +112,31 @@ struct Identity<'a> {
 /// its 401s from the next request on, as with simplejwt's `JWTAuthentication`.
 pub(crate) async fn forward_auth_user(
     State(service): State<Arc<AuthService>>,
-    auth: Authenticated,
+    Asked(auth): Asked,
 ) -> Result<Response, ApiError> {
     service.load_user(&auth).await?;
-    Ok(forward_auth(auth).await)
+    Ok(forward_auth(Asked(auth)).await)
+}
+
+/// The identity a proxy asks forward-auth about: the request's token, its Bearer header or its
+/// access cookie, with the CSRF check of the request the proxy forwards (`http::csrf`).
+pub(crate) struct Asked(Authenticated);
+
+impl FromRequestParts<Arc<AuthService>> for Asked {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        service: &Arc<AuthService>,
+    ) -> Result<Self, ApiError> {
+        authenticate(service, parts, true).map(Asked)
+    }
 }
 
 /// `GET /api/auth/check`: 200 with `X-Handstamp-User-Id` for a valid access token, the
 /// protected-endpoint 401s otherwise. For nginx `auth_request`, Traefik ForwardAuth and Caddy
 /// `forward_auth`. This one never touches the database (`check_user = false`).
-pub(crate) async fn forward_auth(auth: Authenticated) -> Response {
+pub(crate) async fn forward_auth(Asked(auth): Asked) -> Response {
     let identity = Identity {
         user_id: &auth.user_id,
     };

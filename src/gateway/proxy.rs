@@ -4,13 +4,14 @@
 use super::balance::{Backend, InFlight, Pool};
 use crate::config::{AuthMode, UpstreamSettings};
 use crate::http::Tls;
-use crate::http::auth::{AuthError, Authenticated};
+use crate::http::auth::{AuthError, Authenticated, authenticate};
 use crate::http::client::X_FORWARDED_FOR;
 use crate::http::error::ApiError;
 use crate::request_id;
 use crate::service::AuthService;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -64,13 +65,14 @@ impl Upstream {
         }
     }
 
-    /// The request's identity: a valid access token and, with `check_user`, its user, active.
+    /// The request's identity: a valid access token (Bearer, or the access cookie with the CSRF
+    /// check) and, with `check_user`, its user, active.
     async fn identify(
         &self,
         service: &AuthService,
-        header: Option<&[u8]>,
-    ) -> Result<Authenticated, AuthError> {
-        let auth = service.authenticate_header(header)?;
+        parts: &Parts,
+    ) -> Result<Authenticated, ApiError> {
+        let auth = authenticate(service, parts, false)?;
         if self.check_user {
             service.load_user(&auth).await?;
         }
@@ -85,11 +87,10 @@ impl Upstream {
         match self.settings.auth {
             AuthMode::None => {}
             AuthMode::Required | AuthMode::Optional => {
-                let header = req
-                    .headers()
-                    .get(header::AUTHORIZATION)
-                    .map(|v| v.as_bytes());
-                match self.identify(service, header).await {
+                let (parts, body) = req.into_parts();
+                let identity = self.identify(service, &parts).await;
+                req = Request::from_parts(parts, body);
+                match identity {
                     Ok(auth) => {
                         let id = HeaderValue::from_str(&auth.user_id);
                         let Ok(id) = id else {
@@ -97,10 +98,13 @@ impl Upstream {
                         };
                         req.headers_mut().insert(USER_ID, id);
                     }
-                    // Our failure, not the client's: never passed on as an anonymous request.
-                    Err(e @ AuthError::Store(_)) => return ApiError::Auth(e).into_response(),
+                    // Our failure, not the client's, or a forged request: never passed on as an
+                    // anonymous request.
+                    Err(e @ (ApiError::Auth(AuthError::Store(_)) | ApiError::Csrf(_))) => {
+                        return e.into_response();
+                    }
                     Err(e) if self.settings.auth == AuthMode::Required => {
-                        return ApiError::Auth(e).into_response();
+                        return e.into_response();
                     }
                     Err(_) => {}
                 }

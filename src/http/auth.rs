@@ -1,9 +1,12 @@
-//! The Bearer scheme as simplejwt's `JWTAuthentication` reads it, as axum extractors: what a
-//! handler takes to be protected. [`Authenticated`] never touches the database;
-//! [`CurrentUser`] adds one indexed read. The rules themselves are the token service's
+//! The Bearer scheme as simplejwt's `JWTAuthentication` reads it, and in cookie mode the access
+//! cookie as dj-rest-auth's `JWTCookieAuthentication` does (the header first; the cookie only
+//! when no `Authorization` header is sent, and then with the CSRF check), as axum extractors:
+//! what a handler takes to be protected. [`Authenticated`] never touches the database;
+//! [`CurrentUser`] adds one indexed read. The token rules themselves are the token service's
 //! ([`AuthService::authenticate_header`], [`AuthService::load_user`]).
 
 use crate::http::error::ApiError;
+use crate::http::{cookies, csrf};
 use crate::service::AuthService;
 pub use crate::service::{AuthError, Authenticated, bearer_token};
 use crate::store::User;
@@ -15,6 +18,28 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct CurrentUser(pub User);
 
+/// The request's access token, checked in memory: from the `Authorization` header when there is
+/// one (whatever it holds), else from the access cookie when cookie mode has one. A cookie
+/// authenticates a state-changing request only from a trusted origin ([`csrf::check`]).
+/// `forward_auth`: the request is a proxy's question about another (see [`csrf::check`]).
+#[inline]
+pub fn authenticate(
+    service: &AuthService,
+    parts: &Parts,
+    forward_auth: bool,
+) -> Result<Authenticated, ApiError> {
+    let header = parts.headers.get(AUTHORIZATION);
+    // The one branch cookie mode adds to a Bearer request: none when a header is sent.
+    if header.is_none()
+        && let Some(name) = service.cookies().jwt_auth_cookie.as_deref()
+        && let Some(token) = cookies::read(&parts.headers, name)
+    {
+        csrf::check(service, parts, forward_auth)?;
+        return Ok(service.authenticate_token(token.as_bytes())?);
+    }
+    Ok(service.authenticate_header(header.map(|v| v.as_bytes()))?)
+}
+
 impl<S> FromRequestParts<S> for Authenticated
 where
     Arc<AuthService>: FromRef<S>,
@@ -24,8 +49,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let service = Arc::<AuthService>::from_ref(state);
-        let header = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
-        Ok(service.authenticate_header(header)?)
+        authenticate(&service, parts, false)
     }
 }
 

@@ -18,6 +18,11 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 
+/// Marks a request whose peer is one of the `trusted_proxies` (a request extension): its
+/// `X-Forwarded-Proto` is believed (the CSRF check's own origin, `http::csrf`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proxied;
+
 /// The `trusted_proxies` setting (shared: each connection's service holds it).
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(Arc<[IpNet]>);
@@ -27,7 +32,8 @@ impl TrustedProxies {
         TrustedProxies(networks.into())
     }
 
-    fn trusts(&self, addr: IpAddr) -> bool {
+    /// Whether `addr` is one of them (none trusted: no).
+    pub fn trusts(&self, addr: IpAddr) -> bool {
         let addr = addr.to_canonical();
         self.0.iter().any(|net| net.contains(&addr))
     }

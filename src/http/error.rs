@@ -57,6 +57,25 @@ pub enum ApiError {
     /// Every backend of an upstream down or unreachable.
     #[error("No backend is available.")]
     NoBackend,
+    /// A state-changing request authenticated by a cookie alone, from a page of another site.
+    #[error("CSRF Failed: {0}")]
+    Csrf(#[from] CsrfFailure),
+}
+
+/// Why a cookie-authenticated request was refused, in the words of Django's `CsrfViewMiddleware`
+/// (dj-rest-auth prefixes them with `CSRF Failed: `).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CsrfFailure {
+    #[error("Origin checking failed - {0} does not match any trusted origins.")]
+    BadOrigin(String),
+    #[error("Referer checking failed - no Referer.")]
+    NoReferer,
+    #[error("Referer checking failed - {0} does not match any trusted origins.")]
+    BadReferer(String),
+    #[error("Referer checking failed - Referer is malformed.")]
+    MalformedReferer,
+    #[error("Referer checking failed - Referer is insecure while host is secure.")]
+    InsecureReferer,
 }
 
 impl From<StoreError> for ApiError {
@@ -172,6 +191,7 @@ impl IntoResponse for ApiError {
             ApiError::Panicked => detail(StatusCode::INTERNAL_SERVER_ERROR),
             ApiError::TimedOut => detail(StatusCode::GATEWAY_TIMEOUT),
             ApiError::BadGateway | ApiError::NoBackend => detail(StatusCode::BAD_GATEWAY),
+            ApiError::Csrf(_) => detail(StatusCode::FORBIDDEN),
             ApiError::Service(e) => match e {
                 ServiceError::Token(_) | ServiceError::Blacklisted => token_not_valid(&text),
                 ServiceError::BadCredentials | ServiceError::NoActiveAccountForToken => {

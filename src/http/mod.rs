@@ -1,10 +1,13 @@
 //! What every web room (`api`, `gateway`, `server`) shares, and which imports none of them:
-//! errors as responses (every error body, in `error.rs`), the Bearer extractors (`auth.rs`), the
+//! errors as responses (every error body, in `error.rs`), the Bearer extractors (`auth.rs`),
+//! cookie mode's cookies (`cookies.rs`) and CSRF check (`csrf.rs`), the
 //! client's address and user agent (`client.rs`), JSON responses, the TLS marker a connection
 //! puts on its requests, and what `/readyz` lists.
 
 pub mod auth;
 pub mod client;
+pub mod cookies;
+pub mod csrf;
 pub mod error;
 
 use axum::body::Body;
@@ -13,8 +16,9 @@ use axum::response::Response;
 
 /// The headers a JSON response has room for before its map grows (a reallocation and a rehash on
 /// every such response): its content type, one or two of the handler's, and the ones the server
-/// adds to every response (`server::front` checks that its own fit).
-pub const RESPONSE_HEADERS: usize = 8;
+/// adds to every response and CORS's (`server::front` checks that its own fit). 12 costs what 8
+/// did: `HeaderMap` rounds both up to 16 slots for 12 entries.
+pub const RESPONSE_HEADERS: usize = 12;
 
 /// A JSON response from an already serialized `body`.
 pub fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {

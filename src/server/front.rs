@@ -1,17 +1,18 @@
 //! What the server does around every request, in one service: the request id, the Host and
 //! path checks (the path normalized before anything routes on it), the body limits (the token
 //! endpoints' own, smaller one included), panic catching, the request timeout, the security
-//! headers, the access log and the metrics.
+//! headers, CORS for our own endpoints (`cors.rs`), the access log and the metrics.
 //!
 //! One hand-written service with one future, not a stack of tower layers: each layer moved the
 //! request and its future once more and added a poll of its own, and together they cost more
 //! than the token check they wrapped (measured with callgrind on `GET /api/auth/check`:
 //! 18 000 instructions a request for the stack of layers).
 
+use super::cors::{CORS_HEADERS, Checked, Cors, CorsReply};
 use super::hot::{HotFuture, HotRoutes};
 use super::observe;
 use crate::api;
-use crate::http::client::{ClientAddr, TrustedProxies};
+use crate::http::client::{ClientAddr, Proxied, TrustedProxies};
 use crate::http::error::ApiError;
 use crate::http::{RESPONSE_HEADERS, Tls};
 use crate::request_id::{self, REQUEST_ID, Route, Scope};
@@ -27,6 +28,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio::task::futures::TaskLocalFuture;
@@ -54,8 +56,9 @@ const SECURITY_HEADERS: [(HeaderName, HeaderValue); SECURITY_HEADER_COUNT] = [
 /// What is added to every response: the security headers and the request id.
 const FRONT_HEADERS: usize = SECURITY_HEADER_COUNT + 1;
 
-// `http::json_response` leaves room for them beside its content type and a handler's two.
-const _: () = assert!(FRONT_HEADERS + 3 <= RESPONSE_HEADERS);
+// `http::json_response` leaves room for them (and CORS's) beside its content type and a
+// handler's two.
+const _: () = assert!(FRONT_HEADERS + CORS_HEADERS + 3 <= RESPONSE_HEADERS);
 
 /// `inner` (a router) with everything the server does around each request.
 #[derive(Clone)]
@@ -68,6 +71,8 @@ pub struct Front<S> {
     token_body_limit: DefaultBodyLimit,
     token_max_body: usize,
     trusted_proxies: TrustedProxies,
+    /// None: CORS is off, and no answer changes.
+    cors: Option<Arc<Cors>>,
 }
 
 impl<S> Front<S> {
@@ -81,7 +86,14 @@ impl<S> Front<S> {
             token_body_limit: DefaultBodyLimit::max(max_body),
             token_max_body: max_body,
             trusted_proxies: TrustedProxies::default(),
+            cors: None,
         }
+    }
+
+    /// Adds CORS to the answers of the routes `cors` names (see [`Cors`]).
+    pub fn with_cors(mut self, cors: Option<Arc<Cors>>) -> Self {
+        self.cors = cors;
+        self
     }
 
     /// Believes these proxies' `X-Forwarded-For` for the client's address ([`ClientAddr`]).
@@ -147,12 +159,31 @@ where
         let method = req.method().clone();
         // The access log shows the target as the client sent it.
         let uri = req.uri().clone();
-        let (route, handler) = match check_target(&mut req) {
+        let (route, handler, cors) = match check_target(&mut req) {
             Err(refused) => {
                 let response = Some(refused.into_response());
-                (None, Handler::Refused { response })
+                (None, Handler::Refused { response }, None)
             }
-            Ok(()) => self.route(req, peer),
+            Ok(()) => match self.cors.as_ref().and_then(|cors| cors.check(&req)) {
+                None => {
+                    let (route, handler) = self.route(req, peer);
+                    (route, handler, None)
+                }
+                // Before any authentication or routing.
+                Some(Checked {
+                    route,
+                    preflight: Some(response),
+                    reply,
+                }) => {
+                    let response = Some(response);
+                    let handler = Handler::Refused { response };
+                    (Some(Route::Exact(route)), handler, Some(reply))
+                }
+                Some(Checked { reply, .. }) => {
+                    let (route, handler) = self.route(req, peer);
+                    (route, handler, Some(reply))
+                }
+            },
         };
         Served {
             handling: request_id::scope(Scope::new(id, route), CatchPanic { handler }),
@@ -161,6 +192,7 @@ where
             started,
             method,
             uri,
+            cors,
         }
     }
 
@@ -199,6 +231,9 @@ where
                         .client_addr(peer.addr.ip(), req.headers());
                     req.extensions_mut().insert(ClientAddr(client));
                     req.extensions_mut().insert(ConnectInfo(peer.addr));
+                    if self.trusted_proxies.trusts(peer.addr.ip()) {
+                        req.extensions_mut().insert(Proxied);
+                    }
                     if peer.tls {
                         req.extensions_mut().insert(Tls(true));
                     }
@@ -262,6 +297,8 @@ pin_project_lite::pin_project! {
         started: Instant,
         method: Method,
         uri: Uri,
+        // What CORS adds to the answer, if anything.
+        cors: Option<Box<CorsReply>>,
     }
 }
 
@@ -306,11 +343,15 @@ where
         });
         let headers = response.headers_mut();
         // Grown once, not header by header.
-        headers.reserve(FRONT_HEADERS);
+        let cors = this.cors.take();
+        headers.reserve(FRONT_HEADERS + cors.as_ref().map_or(0, |_| CORS_HEADERS));
         for (name, value) in &SECURITY_HEADERS {
             headers.insert(name, value.clone());
         }
         headers.insert(REQUEST_ID, id);
+        if let Some(cors) = cors {
+            cors.apply(headers);
+        }
         Poll::Ready(Ok(response))
     }
 }
@@ -328,7 +369,8 @@ pin_project_lite::pin_project! {
         // None: the router panicked before returning a future.
         Routed { #[pin] routed: Option<F> },
         Hot { answer: HotFuture },
-        // Answered by `Front` itself, without a handler; taken when polled.
+        // Answered by `Front` itself, without a handler (a refusal, a CORS preflight); taken
+        // when polled.
         Refused { response: Option<Response> },
     }
 }

@@ -2,6 +2,7 @@
 //! passes through, and graceful shutdown.
 
 mod access_log;
+mod cors;
 mod front;
 mod hot;
 mod log_buffer;
@@ -60,8 +61,16 @@ pub fn app(service: Arc<AuthService>, settings: &Settings) -> App {
     let router = api::router_reporting(service.clone(), readiness)
         .merge(observe::public_metrics_router(&settings.server))
         .merge(gateway.router(settings, service.clone()));
+    // Our own endpoints, not the gateway's static files and upstreams: those are the app's.
+    let own = api::ROUTES
+        .iter()
+        .filter(|route| route.served_by(&service))
+        .flat_map(|route| [route.path, route.bare()])
+        .chain([crate::gateway::FORWARD_AUTH]);
+    let cors = cors::Cors::new(&settings.cors, own);
     layered(router, &settings.server)
         .with_hot_routes(HotRoutes::new(service, settings.server.check_user))
+        .with_cors(cors)
 }
 
 /// Wraps any router (the API, or an app that embeds it) in what the server does around each

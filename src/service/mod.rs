@@ -5,7 +5,7 @@
 //! gateway and the CLI reach the database only through it. No HTTP here (the extractors are in
 //! `http::auth`, the client's address in `http::client`).
 
-use crate::config::{ConfigError, JwtSettings, LoginSettings};
+use crate::config::{ConfigError, CookieSettings, CorsSettings, JwtSettings, LoginSettings};
 use crate::password::{self, Hasher, PasswordError};
 use crate::store::{
     Flushed, Limit, Login, NewUser, Outstanding, PasswordHash, Refresh, RefreshOutcome, Session,
@@ -191,6 +191,11 @@ pub struct AuthService {
     store: Arc<dyn Store>,
     hasher: Hasher,
     throttle: LoginThrottle,
+    /// Cookie mode (`[cookies]`); all off by default.
+    cookies: CookieSettings,
+    /// The origins besides our own whose pages may make cookie-authenticated state-changing
+    /// requests: `[cors]`'s listed origins and regexes (never "all origins").
+    trusted_origins: CorsSettings,
 }
 
 impl AuthService {
@@ -238,6 +243,8 @@ impl AuthService {
             store,
             hasher,
             throttle: login_throttle(&LoginSettings::default()),
+            cookies: CookieSettings::default(),
+            trusted_origins: CorsSettings::default(),
         })
     }
 
@@ -245,6 +252,30 @@ impl AuthService {
     pub fn with_login_limits(mut self, settings: &LoginSettings) -> Self {
         self.throttle = login_throttle(settings);
         self
+    }
+
+    /// Sets and reads the tokens in cookies as `settings` say (`http::cookies`, `http::auth`),
+    /// trusting the pages of `cors`'s allowed origins (listed or matched by a regex) as our own
+    /// for the CSRF check. `cors_allow_all_origins` is not taken as trusting every origin: that
+    /// would be no check at all.
+    pub fn with_cookies(mut self, settings: CookieSettings, cors: &CorsSettings) -> Self {
+        self.cookies = settings;
+        self.trusted_origins = CorsSettings {
+            cors_allow_all_origins: false,
+            ..cors.clone()
+        };
+        self
+    }
+
+    /// The `[cookies]` settings: which cookies are on, and their attributes.
+    pub fn cookies(&self) -> &CookieSettings {
+        &self.cookies
+    }
+
+    /// Whether a request from `origin` (`scheme://host[:port]`) may use the cookies for a
+    /// state-changing request, besides the server's own origin (the CSRF check, `http::csrf`).
+    pub fn is_trusted_origin(&self, origin: &str) -> bool {
+        self.trusted_origins.is_allowed_origin(origin)
     }
 
     pub fn settings(&self) -> &JwtSettings {
@@ -455,6 +486,12 @@ impl AuthService {
     /// Authenticates an `Authorization` header value without touching the database.
     pub fn authenticate_header(&self, header: Option<&[u8]>) -> Result<Authenticated, AuthError> {
         let token = bearer_token(header, &self.settings.auth_header_types)?;
+        self.authenticate_token(token)
+    }
+
+    /// Authenticates an access token as found (in a header or a cookie), without the database.
+    #[inline]
+    pub fn authenticate_token(&self, token: &[u8]) -> Result<Authenticated, AuthError> {
         let token =
             std::str::from_utf8(token).map_err(|_| AuthError::InvalidToken(TokenError::Invalid))?;
         let claims = self.authenticate(token).map_err(AuthError::InvalidToken)?;

@@ -8,6 +8,8 @@ mod browser;
 mod cli;
 mod concurrency;
 mod connections;
+mod cookies;
+mod cors;
 mod example;
 mod gateway;
 mod import_django;

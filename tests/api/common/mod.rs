@@ -87,7 +87,8 @@ impl TestServer {
         };
         let hasher = Hasher::with_queue(settings.server.password_queue);
         let service = AuthService::with_hasher(settings.jwt.clone(), store, hasher);
-        let service = Arc::new(service.await.unwrap().with_login_limits(&settings.login));
+        let service = service.await.unwrap().with_login_limits(&settings.login);
+        let service = Arc::new(service.with_cookies(settings.cookies.clone(), &settings.cors));
         tokio::spawn(service.clone().keep_keys_fresh());
         let listeners = server::bind(&["127.0.0.1:0".to_string()]).await.unwrap();
         let addr = listeners[0].local_addr().unwrap();
