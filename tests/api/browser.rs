@@ -121,3 +121,57 @@ async fn cookie_flow_without_cookie_settings_needs_the_body() {
     assert_eq!(result["failed"], "Error: refresh answered 400", "{result}");
     assert_eq!(result["steps"]["me"], Value::Null, "{result}");
 }
+
+/// The SPA of a Django shop with dj-rest-auth's cookie settings and django-cors-headers', on
+/// another origin: it logs in with `credentials: "include"`, never sees the httpOnly tokens,
+/// refreshes and reads `/me` on the cookies alone, and logging out clears them.
+#[tokio::test]
+async fn cross_origin_page_keeps_its_session_in_httponly_cookies() {
+    let Some(browser) = Browser::open().await else {
+        return;
+    };
+    let (pages, _spa) = page_server().await;
+    let page_origin = format!("http://{}", pages.addr);
+    let api = TestServer::start_with(|s| {
+        s.cors.cors_allowed_origins = vec![page_origin.clone()];
+        s.cors.cors_allow_credentials = true;
+        s.cookies.jwt_auth_cookie = Some("jwt-access".into());
+        s.cookies.jwt_auth_refresh_cookie = Some("jwt-refresh".into());
+    })
+    .await;
+    let id = api.create_user(USER, PASSWORD).await;
+    let api_origin = format!("http://{}", api.addr);
+
+    let url = Spa::url(
+        &pages,
+        &[
+            ("api", &api_origin),
+            ("flow", "cookies"),
+            ("credentials", "include"),
+            ("username", USER),
+            ("password", PASSWORD),
+        ],
+    );
+    let result = browser.result_of(&url).await;
+    browser.close().await;
+
+    let steps = &result["steps"];
+    assert_eq!(steps["login"]["status"], 200, "{result}");
+    assert!(steps["login"]["body"]["access"].is_string(), "{result}");
+    // httpOnly: not in the body, and not readable by the page.
+    assert_eq!(steps["login"]["body"]["refresh"], "", "{result}");
+    assert_eq!(result["cookieAfterLogin"], "", "{result}");
+    assert_eq!(steps["refresh"]["status"], 200, "{result}");
+    assert!(steps["refresh"]["body"]["access"].is_string(), "{result}");
+    assert_eq!(steps["me"]["status"], 200, "{result}");
+    assert_eq!(steps["me"]["body"]["id"], id, "{result}");
+    assert_eq!(steps["me"]["body"]["username"], USER, "{result}");
+    assert_eq!(steps["logout"]["status"], 200, "{result}");
+    // The cookies are gone: the last refresh has nothing to send.
+    assert_eq!(steps["afterLogout"]["status"], 400, "{result}");
+    assert_eq!(
+        steps["afterLogout"]["body"],
+        json!({"refresh": ["This field is required."]}),
+        "{result}"
+    );
+}
