@@ -7,6 +7,10 @@
 #   BENCH_ROUNDS=N (default 3)            rounds; each runs every row once, in turn (interleaved)
 #   BENCH_VENV=DIR                        Django's virtualenv (bench/peer_django/setup.sh makes it)
 #
+# PostgreSQL is reached over TCP and, when the server has a Unix socket in BENCH_PG_SOCKET (default
+# /var/run/postgresql), over that socket too: the rows marked "Unix socket" (pgbench and handstamp
+# alike), as an instance on the database's own machine would connect.
+#
 # Rows: `pgbench`: the refresh transaction itself (refresh_in's statements, read from
 # src/store/postgres/sql.rs), run by pgbench at the same concurrency with prepared statements: the
 # most refreshes that PostgreSQL commits on this machine. `refresh`: POST /api/token/refresh/ with a
@@ -27,6 +31,10 @@ SERVER_URL=${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 DB=handstamp_bench_$$
 PG_URL="${SERVER_URL%/*}/$DB"
 DJANGO_URL="${SERVER_URL%/*}/${DB}_django"
+PG_SOCKET=${BENCH_PG_SOCKET:-/var/run/postgresql}
+# The same database through the socket: libpq's URL form, the server's role kept.
+UNIX_URL=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print("postgres://%s@%s:%s/%s" % (p.username or "postgres", u.quote(sys.argv[3], safe=""), p.port or 5432, sys.argv[2]))' "$SERVER_URL" "$DB" "$PG_SOCKET")
+ls "$PG_SOCKET"/.s.PGSQL.* >/dev/null 2>&1 || UNIX_URL=
 KEY=bench-signing-key-of-at-least-sixty-four-bytes-for-every-hs-algorithm-xx
 WORK=$(mktemp -d)
 PIDS=()
@@ -93,6 +101,7 @@ PY
 
 echo "bench: PostgreSQL $(psql -Atc 'SHOW server_version' "$SERVER_URL"), $ROUNDS rounds of ${SECONDS_EACH}s each, $CONNECTIONS connections" >&2
 serve pg "$PG_URL"; PG_ADDR=$ADDR
+[ -z "$UNIX_URL" ] || { serve pg_unix "$UNIX_URL"; PG_UNIX_ADDR=$ADDR; }
 UID_PG=$(user "$PG_URL")
 SQLITE_URL="sqlite://$WORK/hs.sqlite3"
 UID_SQLITE=$(user "$SQLITE_URL")
@@ -126,6 +135,16 @@ for round in $(seq "$ROUNDS"); do
   python3 "$BENCH_DIR/mint_refresh.py" --v7 "$KEY" "$UID_PG" 200000 "$WORK/tokens"
   read -r rps bad < <(wrk_rps "$PG_ADDR" refresh /api/token/refresh/ "$WORK/tokens")
   add refresh_pg "$rps"; add bad_refresh_pg "$bad"
+  if [ -n "$UNIX_URL" ]; then
+    pgbench -n -M prepared -c $CONNECTIONS -j 1 -T "$SECONDS_EACH" -D uid="$UID_PG" \
+      -f "$WORK/refresh.sql" "$UNIX_URL" >"$WORK/pgbench.out" 2>&1
+    add pgbench_unix "$(sed -nE 's/^tps = ([0-9.]+) .*/\1/p' "$WORK/pgbench.out")"
+    python3 "$BENCH_DIR/mint_refresh.py" --v7 "$KEY" "$UID_PG" 200000 "$WORK/tokens"
+    read -r rps bad < <(wrk_rps "$PG_UNIX_ADDR" refresh /api/token/refresh/ "$WORK/tokens")
+    add refresh_pg_unix "$rps"; add bad_refresh_pg_unix "$bad"
+    read -r rps bad < <(wrk_rps "$PG_UNIX_ADDR" bearer /api/users/me/ "$ACCESS_PG")
+    add me_pg_unix "$rps"; add bad_me_pg_unix "$bad"
+  fi
   python3 "$BENCH_DIR/mint_refresh.py" "$KEY" "$UID_DJANGO" 20000 "$WORK/tokens"
   read -r rps bad < <(wrk_rps "$DJANGO_ADDR" refresh /api/token/refresh/ "$WORK/tokens")
   add refresh_django "$rps"; add bad_refresh_django "$bad"
@@ -146,14 +165,21 @@ r = {k: [float(x) for x in v.split()] for k, v in dict(
     me_pg="${R[me_pg]}", me_sqlite="${R[me_sqlite]}", me_django="${R[me_django]}",
     bad_refresh_pg="${R[bad_refresh_pg]}", bad_refresh_django="${R[bad_refresh_django]}",
     bad_me_pg="${R[bad_me_pg]}", bad_me_sqlite="${R[bad_me_sqlite]}", bad_me_django="${R[bad_me_django]}",
-).items()}
+    pgbench_unix="${R[pgbench_unix]:-}", refresh_pg_unix="${R[refresh_pg_unix]:-}",
+    me_pg_unix="${R[me_pg_unix]:-}", bad_refresh_pg_unix="${R[bad_refresh_pg_unix]:-}",
+    bad_me_pg_unix="${R[bad_me_pg_unix]:-}",
+).items() if v.split()}
 med = {k: statistics.median(v) for k, v in r.items()}
 rows = [("pgbench, the refresh transaction (PostgreSQL's limit)", "pgbench"),
+        ("pgbench, the refresh transaction, Unix socket", "pgbench_unix"),
         ("refresh, handstamp on PostgreSQL", "refresh_pg"),
+        ("refresh, handstamp on PostgreSQL, Unix socket", "refresh_pg_unix"),
         ("refresh, Django + simplejwt on PostgreSQL", "refresh_django"),
         ("\`/api/users/me/\`, handstamp on PostgreSQL", "me_pg"),
+        ("\`/api/users/me/\`, handstamp on PostgreSQL, Unix socket", "me_pg_unix"),
         ("\`/api/users/me/\`, handstamp on SQLite", "me_sqlite"),
         ("\`/api/users/me/\`, Django + simplejwt on PostgreSQL", "me_django")]
+rows = [(name, k) for name, k in rows if k in r]
 print(f"{sys.argv[1]} rounds, interleaved; requests/s (pgbench: transactions/s)\n")
 print("| row | median | lowest | highest | non-200 |")
 print("|---|---:|---:|---:|---:|")
@@ -163,8 +189,12 @@ for name, k in rows:
 print()
 for what, a, b, target in [("refresh: handstamp / Django on PostgreSQL", "refresh_pg", "refresh_django", 100),
                            ("refresh: handstamp / pgbench", "refresh_pg", "pgbench", 0.5),
+                           ("refresh: handstamp / pgbench, Unix socket", "refresh_pg_unix", "pgbench_unix", 0.5),
                            ("/me: PostgreSQL / SQLite", "me_pg", "me_sqlite", 0.5),
+                           ("/me: PostgreSQL over its Unix socket / SQLite", "me_pg_unix", "me_sqlite", 0.5),
                            ("/me: handstamp / Django on PostgreSQL", "me_pg", "me_django", None)]:
+    if a not in r or b not in r:
+        continue
     goal = f" (target >= {target})" if target else ""
     print(f"- {what}: {med[a] / med[b]:.2f}{goal}")
 PY

@@ -1,10 +1,14 @@
-//! The command line: serve, migrate, manage users and their sessions, flush expired tokens.
+//! The command line: serve, migrate, manage users and their sessions, flush expired tokens,
+//! import a Django project's users.
 
 use crate::config::{ConfigError, LogFormat, Settings};
+use crate::django_import::{self, DjangoImportError};
 use crate::password::Hasher;
 use crate::server::{self, ServeError};
 use crate::service::{AuthService, KEY_REFRESH, KeysError, ServiceError, SetupError, rfc3339};
-use crate::store::{self, DatabaseUrl, PoolOptions, StoreError};
+use crate::store::{
+    self, DatabaseUrl, ImportMode, ImportOutcome, PoolOptions, StoreError, UserConflict,
+};
 use crate::token::Algorithm;
 use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Read};
@@ -56,6 +60,24 @@ enum Command {
     /// Rotate the signing keys kept in the database: generate, activate, retire, export.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Copy a Django project's users (ids, password hashes, flags, times) and simplejwt's
+    /// outstanding and blacklisted refresh tokens into this database, in one transaction. The
+    /// Django database is only read.
+    ImportDjango {
+        /// The Django project's database: sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/NAME.
+        #[arg(value_name = "DJANGO_DATABASE_URL")]
+        source: String,
+        /// Where a user clashes with ours (another id for the name, another name for the id,
+        /// another hash or flags), keep ours and go on, instead of importing nothing.
+        #[arg(long)]
+        skip_existing: bool,
+        /// Check everything and print what would be imported; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The user table, for a custom user model (AUTH_USER_MODEL) with Django's columns.
+        #[arg(long, default_value = django_import::USER_TABLE)]
+        user_table: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +181,10 @@ pub enum CliError {
     Keys(#[from] KeysError),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error(transparent)]
+    DjangoImport(#[from] DjangoImportError),
+    #[error("{}", clashes(.0))]
+    ImportConflicts(Vec<UserConflict>),
     #[error("{0}")]
     Input(String),
     #[error("cannot read the password: {0}")]
@@ -262,6 +288,39 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let store = database.open().await?;
             let service = AuthService::admin(settings.jwt, store).await?;
             keys_command(&service, command).await?;
+        }
+        Command::ImportDjango {
+            source,
+            skip_existing,
+            dry_run,
+            user_table,
+        } => {
+            let store = database.open().await?;
+            let mode = ImportMode {
+                keep_ours: skip_existing,
+                dry_run,
+                now: crate::token::now(),
+            };
+            let report =
+                django_import::import_django(&source, &user_table, store.as_ref(), mode).await?;
+            let counts = match report.outcome {
+                ImportOutcome::Done(counts) => counts,
+                ImportOutcome::Conflicts(conflicts) => {
+                    return Err(CliError::ImportConflicts(conflicts));
+                }
+            };
+            if dry_run {
+                println!("dry run: nothing was written; the import would write:");
+            }
+            println!("users imported: {}", counts.users_imported);
+            println!("users unchanged: {}", counts.users_unchanged);
+            println!("users skipped: {}", counts.users_skipped.len());
+            if !counts.users_skipped.is_empty() {
+                println!("skipped (ours kept): {}", counts.users_skipped.join(", "));
+            }
+            println!("outstanding tokens: {}", counts.tokens);
+            println!("blacklisted tokens: {}", counts.blacklisted);
+            println!("expired tokens left out: {}", report.expired);
         }
         Command::FlushExpiredTokens => {
             let store = database.open().await?;
@@ -519,6 +578,20 @@ async fn session_command(service: &AuthService, command: SessionCommand) -> Resu
         }
     }
     Ok(())
+}
+
+/// The import's clashes, one a line.
+fn clashes(conflicts: &[UserConflict]) -> String {
+    let count = conflicts.len();
+    let plural = if count == 1 { "" } else { "s" };
+    let mut text = format!(
+        "{count} user{plural} clash with users of this database; nothing was imported \
+         (--skip-existing keeps ours and imports the rest):"
+    );
+    for conflict in conflicts {
+        text.push_str(&format!("\n  {}", printable(&conflict.to_string())));
+    }
+    text
 }
 
 /// `text` fit for one field of a tab-separated line on a terminal: what a client sent (a user

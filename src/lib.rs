@@ -7,6 +7,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod django_import;
 pub mod gateway;
 pub mod http;
 pub mod password;

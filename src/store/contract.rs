@@ -4,8 +4,8 @@
 //! Times are given explicitly, so every boundary is tested exactly.
 
 use super::{
-    Limit, Login, NewUser, Outstanding, Refresh, RefreshOutcome, Session, Store, StoreError,
-    StoredKey,
+    Import, ImportCounts, ImportMode, ImportOutcome, ImportedBlacklisting, ImportedUser, Limit,
+    Login, NewUser, Outstanding, Refresh, RefreshOutcome, Session, Store, StoreError, StoredKey,
 };
 
 const T: i64 = 1_700_000_000;
@@ -488,6 +488,165 @@ pub(crate) async fn a_login_upgrades_the_password_hash_with_its_session(store: &
     assert_eq!(ids(store, alice, T + 1).await, ["s2", "s1"]);
 }
 
+fn imported(id: i64, username: &str) -> ImportedUser {
+    ImportedUser {
+        id,
+        username: username.into(),
+        password: "pbkdf2_sha256$1000$salt$hash".into(),
+        is_active: true,
+        is_staff: false,
+        is_superuser: false,
+        date_joined: T - 1000,
+        last_login: None,
+    }
+}
+
+const IMPORT: ImportMode = ImportMode {
+    keep_ours: false,
+    dry_run: false,
+    now: T,
+};
+
+async fn import(store: &dyn Store, batch: &Import, mode: ImportMode) -> ImportOutcome {
+    store.import(batch.clone(), mode).await.unwrap()
+}
+
+/// An import keeps ids, hashes, flags and times; its tokens refresh (in no session) unless
+/// blacklisted; twice changes nothing; a clash writes nothing unless ours are kept; a dry run
+/// writes nothing; and the next user made gets the id after the imported ones.
+pub(crate) async fn an_import_keeps_ids_and_is_all_or_nothing(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    let bob = ImportedUser {
+        is_staff: true,
+        is_superuser: true,
+        last_login: Some(T - 50),
+        ..imported(alice + 10, "bob")
+    };
+    let carol = ImportedUser {
+        is_active: false,
+        ..imported(alice + 11, "carol")
+    };
+    let batch = Import {
+        users: vec![bob.clone(), carol],
+        tokens: vec![
+            token("live", bob.id, T - 60),
+            token("listed", bob.id, T - 60),
+        ],
+        blacklisted: vec![ImportedBlacklisting {
+            jti: "listed".into(),
+            expires_at: T - 60 + DAY,
+            blacklisted_at: T - 10,
+        }],
+    };
+    let counts = ImportCounts {
+        users_imported: 2,
+        tokens: 2,
+        blacklisted: 1,
+        ..ImportCounts::default()
+    };
+    assert_eq!(
+        import(store, &batch, IMPORT).await,
+        ImportOutcome::Done(counts)
+    );
+    let kept = store.user_by_id(bob.id).await.unwrap().unwrap();
+    let as_imported = (
+        kept.username.as_str(),
+        kept.password.as_str(),
+        kept.is_active,
+        kept.is_staff,
+        kept.is_superuser,
+        kept.date_joined,
+        kept.last_login,
+    );
+    let hash = bob.password.as_str();
+    assert_eq!(
+        as_imported,
+        ("bob", hash, true, true, true, T - 1000, Some(T - 50))
+    );
+    assert!(
+        !store
+            .user_by_name("carol")
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active
+    );
+    assert!(store.is_blacklisted("listed").await.unwrap());
+    let refused = rotate(store, bob.id, ("listed", T - 60), "x", T).await;
+    assert_eq!(refused, RefreshOutcome::Blacklisted);
+    let rotated = rotate(store, bob.id, ("live", T - 60), "next", T).await;
+    assert_eq!(rotated, RefreshOutcome::Done);
+
+    // The same rows again: nothing to write.
+    let unchanged = ImportCounts {
+        users_unchanged: 2,
+        ..ImportCounts::default()
+    };
+    assert_eq!(
+        import(store, &batch, IMPORT).await,
+        ImportOutcome::Done(unchanged)
+    );
+
+    // Clashes: all reported, nothing written, not even the user that was fine.
+    let clashing = Import {
+        users: vec![
+            imported(alice, "not-alice"),
+            imported(alice + 20, "alice"),
+            imported(alice + 21, "dan"),
+        ],
+        tokens: vec![token("alices", alice, T), token("dans", alice + 21, T)],
+        ..Import::default()
+    };
+    let ImportOutcome::Conflicts(conflicts) = import(store, &clashing, IMPORT).await else {
+        panic!("a clash must be refused");
+    };
+    let names: Vec<&str> = conflicts.iter().map(|c| c.username.as_str()).collect();
+    assert_eq!(names, ["not-alice", "alice"]);
+    assert!(store.user_by_name("dan").await.unwrap().is_none());
+    assert!(!store.is_blacklisted("alices").await.unwrap());
+
+    // A dry run keeping ours: counted, not written.
+    let keep = ImportMode {
+        keep_ours: true,
+        ..IMPORT
+    };
+    let dry = ImportMode {
+        dry_run: true,
+        ..keep
+    };
+    let counts = ImportCounts {
+        users_imported: 1,
+        users_skipped: vec!["not-alice".into(), "alice".into()],
+        tokens: 1,
+        blacklisted: 1,
+        ..ImportCounts::default()
+    };
+    assert_eq!(
+        import(store, &clashing, dry).await,
+        ImportOutcome::Done(counts.clone())
+    );
+    assert!(store.user_by_name("dan").await.unwrap().is_none());
+    assert!(!store.is_blacklisted("alices").await.unwrap());
+
+    // Keeping ours for real: dan comes in; the token naming alice's id, issued there to
+    // someone else, is refused here.
+    assert_eq!(
+        import(store, &clashing, keep).await,
+        ImportOutcome::Done(counts)
+    );
+    assert_eq!(
+        store.user_by_name("dan").await.unwrap().unwrap().id,
+        alice + 21
+    );
+    assert_eq!(
+        store.user_by_name("alice").await.unwrap().unwrap().id,
+        alice
+    );
+    assert!(store.is_blacklisted("alices").await.unwrap());
+    let next = user(store, "erin").await;
+    assert_eq!(next, alice + 22);
+}
+
 /// One test per rule, for the engine opened by `$open`: an expression giving a pair of the
 /// engine's store (its own type, not an `Arc`) and whatever must outlive the test (its files).
 macro_rules! store_contract {
@@ -509,7 +668,8 @@ macro_rules! store_contract {
             concurrent_login_failures_reach_the_lock,
             racing_first_keys_leave_one_active,
             a_login_upgrades_the_password_hash_with_its_session,
-            activating_a_key_swaps_and_the_active_one_is_never_retired
+            activating_a_key_swaps_and_the_active_one_is_never_retired,
+            an_import_keeps_ids_and_is_all_or_nothing
         );
     };
     (@rules $open:expr; $($rule:ident),*) => {

@@ -10,11 +10,16 @@
 
 #[cfg(test)]
 pub(crate) mod contract;
+mod import;
 mod none;
 mod postgres;
 mod sqlite;
 mod throttle;
 
+pub use import::{
+    Import, ImportCounts, ImportMode, ImportOutcome, ImportedBlacklisting, ImportedUser,
+    UserConflict,
+};
 pub use none::NoStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -313,6 +318,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn login_failed(&self, keys: Vec<(String, Limit)>, now: i64) -> Result<()>;
     /// Forgets the failed logins counted against `key` (a successful login).
     async fn forget_login_failures(&self, key: &str) -> Result<()>;
+
+    /// Brings in users with their ids, outstanding refresh tokens (in no session) and
+    /// blacklist entries (a Django project's), all in one transaction: all or nothing. Which
+    /// users are new, unchanged or clashing is [`import::plan`]'s rule. With clashes and no
+    /// `keep_ours`, nothing is written and they are all answered. Tokens and blacklist entries
+    /// already recorded are left as they are, so importing the same rows twice changes
+    /// nothing the second time. The next user created gets an id above every imported one.
+    /// With `dry_run`, everything is checked and counted and nothing is written.
+    async fn import(&self, import: Import, mode: ImportMode) -> Result<ImportOutcome>;
 }
 
 /// A connection pool's bounds (PostgreSQL; SQLite has one writer and a reader per thread).

@@ -3,8 +3,8 @@
 //! served there); it is what makes "no database" a state the type system knows.
 
 use super::{
-    FailureCount, Flushed, Limit, Login, NewUser, Outstanding, PasswordHash, Refresh,
-    RefreshOutcome, Result, Session, Store, StoreError, StoredKey, User,
+    FailureCount, Flushed, Import, ImportMode, ImportOutcome, Limit, Login, NewUser, Outstanding,
+    PasswordHash, Refresh, RefreshOutcome, Result, Session, Store, StoreError, StoredKey, User,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -129,6 +129,10 @@ impl Store for NoStore {
     }
 
     async fn forget_login_failures(&self, _key: &str) -> Result<()> {
+        none()
+    }
+
+    async fn import(&self, _import: Import, _mode: ImportMode) -> Result<ImportOutcome> {
         none()
     }
 }

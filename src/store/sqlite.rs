@@ -13,9 +13,11 @@
 //! (device and inode), so nothing is committed into a file that was deleted or replaced. The
 //! last batch's outcome is kept for [`Store::ping`], which probes with a write while it failed.
 
+use super::import::plan;
 use super::{
-    FailureCount, Flushed, Limit, Login, NewUser, Outstanding, PasswordHash, Refresh,
-    RefreshOutcome, Result, Session, Store, StoreError, StoredKey, User, issued_before,
+    FailureCount, Flushed, Import, ImportCounts, ImportMode, ImportOutcome, Limit, Login, NewUser,
+    Outstanding, PasswordHash, Refresh, RefreshOutcome, Result, Session, Store, StoreError,
+    StoredKey, User, issued_before,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior};
@@ -486,13 +488,14 @@ fn add_to_blacklist(tx: &Transaction, token: &Outstanding, now: i64) -> rusqlite
     Ok(added == 1)
 }
 
-/// Records `token`, in `session` (which exists) when it has one, rotated from `parent`.
+/// Records `token`, in `session` (which exists) when it has one, rotated from `parent`; true
+/// unless it was recorded already.
 fn record(
     tx: &Transaction,
     token: &Outstanding,
     session: Option<&str>,
     parent: Option<&str>,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<bool> {
     tx.prepare_cached(
         "INSERT INTO outstanding_tokens
            (jti, user_id, created_at, expires_at, session_id, parent_jti)
@@ -506,8 +509,76 @@ fn record(
         token.expires_at,
         session,
         parent,
-    ))?;
-    Ok(())
+    ))
+    .map(|added| added == 1)
+}
+
+/// [`Store::import`] inside the writer's transaction, under a savepoint of its own, which a dry
+/// run rolls back.
+fn import_in(
+    tx: &Transaction,
+    import: &Import,
+    mode: ImportMode,
+) -> rusqlite::Result<ImportOutcome> {
+    let mut ours = std::collections::BTreeMap::new();
+    {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = ? OR username = ?"
+        );
+        let mut query = tx.prepare_cached(sql)?;
+        for user in &import.users {
+            for found in query.query_map((user.id, &user.username), user_from)? {
+                let found = found?;
+                ours.insert(found.id, found);
+            }
+        }
+    }
+    let ours: Vec<_> = ours.into_values().collect();
+    let plan = plan(import, &ours, mode);
+    if !plan.conflicts.is_empty() {
+        return Ok(ImportOutcome::Conflicts(plan.conflicts));
+    }
+    tx.execute_batch("SAVEPOINT import")?;
+    let mut counts = ImportCounts {
+        users_unchanged: plan.unchanged,
+        users_skipped: plan.skipped,
+        ..ImportCounts::default()
+    };
+    let mut add_user = tx.prepare_cached(
+        "INSERT INTO users (id, username, password, is_active, is_staff, is_superuser,
+           date_joined, last_login)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )?;
+    for u in &plan.users {
+        counts.users_imported += add_user.execute((
+            u.id,
+            &u.username,
+            u.password.as_str(),
+            u.is_active,
+            u.is_staff,
+            u.is_superuser,
+            u.date_joined,
+            u.last_login,
+        ))? as u64;
+    }
+    for token in &plan.tokens {
+        counts.tokens += u64::from(record(tx, token, None, None)?);
+    }
+    let mut blacklist = tx.prepare_cached(
+        "INSERT INTO blacklisted_tokens (jti, expires_at, blacklisted_at) VALUES (?, ?, ?)
+         ON CONFLICT (jti) DO NOTHING",
+    )?;
+    for b in &plan.blacklisted {
+        counts.blacklisted += blacklist.execute((&b.jti, b.expires_at, b.blacklisted_at))? as u64;
+    }
+    if mode.dry_run {
+        tx.execute_batch("ROLLBACK TO import; RELEASE import")?;
+    } else {
+        tx.execute_batch("RELEASE import")?;
+    }
+    Ok(ImportOutcome::Done(counts))
 }
 
 #[async_trait]
@@ -618,7 +689,8 @@ impl Store for SqliteStore {
 
     async fn outstand(&self, token: &Outstanding) -> Result<()> {
         let token = token.clone();
-        self.write(move |tx| record(tx, &token, None, None)).await
+        self.write(move |tx| record(tx, &token, None, None).map(drop))
+            .await
     }
 
     async fn start_session(&self, login: Login) -> Result<bool> {
@@ -961,6 +1033,11 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn import(&self, import: Import, mode: ImportMode) -> Result<ImportOutcome> {
+        // One job: the writer's transaction holds it whole, so it is all or nothing.
+        self.write(move |tx| import_in(tx, &import, mode)).await
     }
 }
 

@@ -15,6 +15,7 @@ const RANKS: &[(&str, u8)] = &[
     ("http", 4),
     ("service", 3),
     ("config", 2),
+    ("django_import", 2),
     ("throttle", 2),
     ("password", 1),
     ("request_id", 1),

@@ -4,12 +4,14 @@
 mod common;
 
 mod architecture;
+mod browser;
 mod cli;
 mod concurrency;
 mod connections;
 mod cors;
 mod example;
 mod gateway;
+mod import_django;
 mod keys;
 mod multi_instance;
 mod outage;

@@ -174,3 +174,37 @@ pub const RETIRE_KEY: &str = "UPDATE signing_keys SET retired_at = $2::bigint
 pub const ADD_SECRET: &str = "INSERT INTO secrets (name, value) VALUES ($1::text, $2::bytea)
      ON CONFLICT (name) DO NOTHING";
 pub const SECRET: &str = "SELECT value FROM secrets WHERE name = $1::text";
+
+/// Our users sharing an id in `$1` or a username in `$2` with an import.
+pub const IMPORT_OURS: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE id = ANY($1::bigint[]) OR username = ANY($2::text[])"
+);
+/// Imported users, with their ids, from parallel arrays.
+pub const IMPORT_USERS: &str = "INSERT INTO users
+       (id, username, password, is_active, is_staff, is_superuser, date_joined, last_login)
+     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::boolean[], $5::boolean[],
+                          $6::boolean[], $7::bigint[], $8::bigint[])";
+/// After explicit ids: the next generated id comes after every one of them, and never goes
+/// back (a deleted user's id is not given again: their tokens name it).
+pub const IMPORT_ADVANCE_USER_IDS: &str = "SELECT setval(
+       pg_get_serial_sequence('users', 'id'),
+       GREATEST(
+           (SELECT max(id) FROM users),
+           COALESCE(pg_sequence_last_value(pg_get_serial_sequence('users', 'id')::regclass), 0)
+       ))";
+/// Imported outstanding tokens, in no session; those recorded already are left alone. A token
+/// whose user is not here is kept without one, as `RECORD` does.
+pub const IMPORT_TOKENS: &str =
+    "INSERT INTO outstanding_tokens (jti, user_id, created_at, expires_at)
+     SELECT t.jti, u.id, t.created_at, t.expires_at
+     FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
+       AS t (jti, user_id, created_at, expires_at)
+     LEFT JOIN users u ON u.id = t.user_id
+     ON CONFLICT (jti) DO NOTHING";
+/// Imported blacklist entries; those there already are left alone.
+pub const IMPORT_BLACKLISTED: &str =
+    "INSERT INTO blacklisted_tokens (jti, expires_at, blacklisted_at)
+     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
+     ON CONFLICT (jti) DO NOTHING";

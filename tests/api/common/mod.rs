@@ -2,6 +2,7 @@
 //! PostgreSQL database), and a client for it.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod postgres;
 pub mod process;
 
