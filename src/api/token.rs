@@ -11,6 +11,7 @@ use crate::http::error::{ApiError, CsrfFailure};
 use crate::service::{AuthService, ClientInfo, Refreshed, ServiceError};
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
@@ -57,31 +58,34 @@ pub async fn obtain(
     let password = body.string("password");
     body.finish()?;
     let mut pair = service.obtain(&username, &password, &client).await?;
-    let settings = service.cookies();
-    if !settings.enabled() {
+    if !service.cookies().enabled() {
         return Ok(Json(pair).into_response());
     }
-    let jwt = service.settings();
-    let mut headers = axum::http::HeaderMap::new();
-    cookies::set(
-        &mut headers,
-        settings,
-        Kind::Access,
-        &pair.access,
-        jwt.access_token_lifetime,
-    );
-    cookies::set(
-        &mut headers,
-        settings,
-        Kind::Refresh,
-        &pair.refresh,
-        jwt.refresh_token_lifetime,
-    );
+    let headers = token_cookies(&service, &pair.access, Some(&pair.refresh));
     // dj-rest-auth's login answers `"refresh": ""` when the cookie is the only copy.
     if hides_refresh(&service) {
         pair.refresh.clear();
     }
     Ok((headers, Json(pair)).into_response())
+}
+
+/// The `Set-Cookie` headers of a new access token and, if one was issued, a new refresh token,
+/// each cookie living as long as its token.
+fn token_cookies(service: &AuthService, access: &str, refresh: Option<&str>) -> HeaderMap {
+    let (settings, jwt) = (service.cookies(), service.settings());
+    let mut headers = HeaderMap::new();
+    cookies::set(
+        &mut headers,
+        settings,
+        Kind::Access,
+        access,
+        jwt.access_token_lifetime,
+    );
+    if let Some(refresh) = refresh {
+        let lifetime = jwt.refresh_token_lifetime;
+        cookies::set(&mut headers, settings, Kind::Refresh, refresh, lifetime);
+    }
+    headers
 }
 
 /// Whether the refresh token goes in its httpOnly cookie alone, out of the JSON answers.
@@ -98,28 +102,10 @@ pub async fn refresh(
     let refresh = refresh_token(&mut body, cookie)?;
     body.finish()?;
     let mut refreshed: Refreshed = service.refresh(&refresh).await?;
-    let settings = service.cookies();
-    if !settings.enabled() {
+    if !service.cookies().enabled() {
         return Ok(Json(refreshed).into_response());
     }
-    let jwt = service.settings();
-    let mut headers = axum::http::HeaderMap::new();
-    cookies::set(
-        &mut headers,
-        settings,
-        Kind::Access,
-        &refreshed.access,
-        jwt.access_token_lifetime,
-    );
-    if let Some(rotated) = &refreshed.refresh {
-        cookies::set(
-            &mut headers,
-            settings,
-            Kind::Refresh,
-            rotated,
-            jwt.refresh_token_lifetime,
-        );
-    }
+    let headers = token_cookies(&service, &refreshed.access, refreshed.refresh.as_deref());
     // dj-rest-auth's refresh view deletes the key under JWT_AUTH_HTTPONLY.
     if hides_refresh(&service) {
         refreshed.refresh = None;
