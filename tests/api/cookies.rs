@@ -451,6 +451,10 @@ async fn state_changing_requests_by_cookie_must_come_from_a_trusted_origin() {
     )
     .await;
     assert_eq!(r.status(), 204);
+    // That logged out everywhere: a new login for a token issued after it.
+    let (lines, _) = login(&s).await;
+    let (_, access) = cookie(&lines, ACCESS);
+    let jar = format!("{ACCESS}={access}");
     let r = send(
         &s,
         Method::DELETE,
