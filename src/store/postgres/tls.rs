@@ -34,7 +34,8 @@ use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
 #[derive(Clone)]
 pub struct MakeRustls {
     config: Option<Arc<ClientConfig>>,
-    mode: SslMode,
+    /// The checks asked for, as a refusal names them: "sslmode=verify-ca, sslrootcert=PATH".
+    checks: Arc<str>,
 }
 
 impl MakeRustls {
@@ -42,12 +43,18 @@ impl MakeRustls {
     /// with no root certificate, is an error naming the parameter.
     pub fn new(settings: &SslSettings) -> Result<Self, SslSettingError> {
         let mode = settings.mode;
+        let mut checks = format!("sslmode={mode}");
         if mode == SslMode::Disable {
-            return Ok(MakeRustls { config: None, mode });
+            let checks = checks.into();
+            return Ok(MakeRustls {
+                config: None,
+                checks,
+            });
         }
         let provider = Arc::new(aws_lc_rs::default_provider());
         let verifier: Arc<dyn ServerCertVerifier> = match roots(settings)? {
             Some(roots) => {
+                checks = format!("{checks}, sslrootcert={}", root_name(settings));
                 let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
                     .build()
                     .map_err(|e| file_error("sslrootcert", &root_name(settings), e))?;
@@ -79,7 +86,7 @@ impl MakeRustls {
         config.alpn_protocols = vec![b"postgresql".to_vec()];
         Ok(MakeRustls {
             config: Some(Arc::new(config)),
-            mode,
+            checks: checks.into(),
         })
     }
 }
@@ -273,7 +280,7 @@ impl MakeTlsConnect<Socket> for MakeRustls {
     fn make_tls_connect(&mut self, domain: &str) -> io::Result<RustlsConnect> {
         Ok(RustlsConnect {
             config: self.config.clone(),
-            mode: self.mode,
+            checks: self.checks.clone(),
             name: ServerName::try_from(domain).ok().map(|n| n.to_owned()),
         })
     }
@@ -281,7 +288,7 @@ impl MakeTlsConnect<Socket> for MakeRustls {
 
 pub struct RustlsConnect {
     config: Option<Arc<ClientConfig>>,
-    mode: SslMode,
+    checks: Arc<str>,
     name: Option<ServerName<'static>>,
 }
 
@@ -299,11 +306,8 @@ impl TlsConnect<Socket> for RustlsConnect {
             let connector = tokio_rustls::TlsConnector::from(config);
             match connector.connect(name, stream).await {
                 Ok(stream) => Ok(RustlsStream(stream)),
-                // The mode says which checks the certificate failed.
-                Err(e) => Err(io::Error::new(
-                    e.kind(),
-                    format!("{e} (sslmode={})", self.mode),
-                )),
+                // Which checks the certificate failed, against which roots.
+                Err(e) => Err(io::Error::new(e.kind(), format!("{e} ({})", self.checks))),
             }
         })
     }
