@@ -25,10 +25,20 @@ impl Authority {
         Authority { cert, key }
     }
 
-    /// A certificate for `names` that this authority signed, and its key, as PEM.
+    /// A server certificate for `names` that this authority signed, and its key, as PEM.
     fn issue(&self, names: &[&str]) -> (String, String) {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let params = CertificateParams::new(names).unwrap();
+        self.sign(CertificateParams::new(names).unwrap())
+    }
+
+    /// A client certificate for the database user `user` (its common name).
+    fn issue_to_user(&self, user: &str) -> (String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, user);
+        self.sign(params)
+    }
+
+    fn sign(&self, params: CertificateParams) -> (String, String) {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         (cert.pem(), key.serialize_pem())
@@ -42,9 +52,12 @@ impl Authority {
     }
 }
 
-/// A cluster with TLS, its certificate for localhost only, signed by the CA in `ca`.
+/// A cluster with `ssl = on`, its certificate for localhost only, signed by the CA in `ca`,
+/// which also vouches for client certificates: the role `clerk` logs in over TLS with one
+/// only.
 struct TlsCluster {
     cluster: PrivateCluster,
+    authority: Authority,
     dir: tempfile::TempDir,
     ca: PathBuf,
     other_ca: PathBuf,
@@ -55,13 +68,32 @@ impl TlsCluster {
     fn start() -> Option<Self> {
         let authority = Authority::new("handstamp test CA");
         let (cert, key) = authority.issue(&["localhost"]);
-        let cluster = PrivateCluster::start_with_tls(&cert, &key)?;
+        let ca_pem = authority.cert.pem();
+        let cluster = PrivateCluster::start_with(|data| {
+            std::fs::write(data.join("server.crt"), &cert).unwrap();
+            std::fs::write(data.join("root.crt"), &ca_pem).unwrap();
+            let key_file = data.join("server.key");
+            std::fs::write(&key_file, &key).unwrap();
+            // PostgreSQL refuses a key that others may read.
+            use std::os::unix::fs::PermissionsExt;
+            let private = std::fs::Permissions::from_mode(0o600);
+            std::fs::set_permissions(&key_file, private).unwrap();
+            append(
+                &data.join("postgresql.conf"),
+                "ssl = on\nssl_ca_file = 'root.crt'\n",
+            );
+            let hba = data.join("pg_hba.conf");
+            let rules = std::fs::read_to_string(&hba).unwrap();
+            let cert_only = "hostssl all clerk 127.0.0.1/32 cert\n";
+            std::fs::write(&hba, format!("{cert_only}{rules}")).unwrap();
+        })?;
         let dir = tempfile::tempdir().unwrap();
         let ca = authority.write(dir.path(), "ca");
         let other_ca = Authority::new("another CA").write(dir.path(), "other-ca");
         let port = port_of(&cluster.url());
         Some(TlsCluster {
             cluster,
+            authority,
             dir,
             ca,
             other_ca,
@@ -77,6 +109,12 @@ impl TlsCluster {
             self.port
         )
     }
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    file.write_all(text.as_bytes()).unwrap();
 }
 
 fn port_of(url: &str) -> u16 {
@@ -113,7 +151,7 @@ fn assert_refused(dir: &Path, url: &str, expected: &[&str]) -> String {
         assert!(stderr.contains(part), "{url}: no {part:?} in {stderr}");
     }
     assert!(!stderr.contains("hunter2"), "{stderr}");
-    assert!(stderr.contains("postgres:***@"), "{stderr}");
+    assert!(stderr.contains(":***@"), "{stderr}");
     stderr
 }
 
@@ -196,6 +234,35 @@ fn certificates_are_checked_as_libpq_checks_them() {
     assert_migrates(d, &tls.url("127.0.0.1", "application_name=x"));
     let params = format!("sslmode=require&sslrootcert={other_ca}");
     assert_refused(d, &tls.url("localhost", &params), &["UnknownIssuer"]);
+
+    // A client certificate: the role that must present one gets in with it, not without.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let create = "CREATE ROLE clerk LOGIN SUPERUSER";
+    runtime.block_on(crate::common::postgres::execute(&tls.cluster.url(), create));
+    let (cert, key) = tls.authority.issue_to_user("clerk");
+    let (cert_file, key_file) = (d.join("clerk.crt"), d.join("clerk.key"));
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let clerk = |params: &str| {
+        format!(
+            "postgres://clerk:hunter2@localhost:{}/postgres?sslmode=verify-full&sslrootcert={ca}{params}",
+            tls.port
+        )
+    };
+    let with_cert = format!(
+        "&sslcert={}&sslkey={}",
+        cert_file.display(),
+        key_file.display()
+    );
+    assert_migrates(d, &clerk(&with_cert));
+    assert_refused(
+        d,
+        &clerk(""),
+        &[
+            "the database is unavailable",
+            "connection requires a valid client certificate",
+        ],
+    );
 
     // Settings that cannot work stop start-up with the setting named.
     assert_refused(

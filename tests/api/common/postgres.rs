@@ -136,26 +136,9 @@ impl PrivateCluster {
         Self::start_with(|_| {})
     }
 
-    /// One with `ssl = on`, serving `cert` (PEM, the chain) with its `key`.
-    pub fn start_with_tls(cert: &str, key: &str) -> Option<PrivateCluster> {
-        Self::start_with(|data| {
-            std::fs::write(data.join("server.crt"), cert).unwrap();
-            let key_file = data.join("server.key");
-            std::fs::write(&key_file, key).unwrap();
-            // PostgreSQL refuses a key that others may read.
-            use std::os::unix::fs::PermissionsExt;
-            let private = std::fs::Permissions::from_mode(0o600);
-            std::fs::set_permissions(&key_file, private).unwrap();
-            let mut conf = std::fs::OpenOptions::new()
-                .append(true)
-                .open(data.join("postgresql.conf"))
-                .unwrap();
-            writeln!(conf, "ssl = on").unwrap();
-        })
-    }
-
-    /// Creates one, lets `prepare` write into its data directory, and starts it.
-    fn start_with(prepare: impl FnOnce(&std::path::Path)) -> Option<PrivateCluster> {
+    /// Creates one, lets `prepare` write into its data directory (settings, certificates),
+    /// and starts it; `None` as for [`PrivateCluster::start`].
+    pub fn start_with(prepare: impl FnOnce(&std::path::Path)) -> Option<PrivateCluster> {
         let bin = Self::bindir()?;
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
