@@ -19,6 +19,7 @@ mod outage;
 mod overload;
 mod passwords;
 mod paths;
+mod postgres_tls;
 mod readme;
 mod sessions;
 mod storage_faults;

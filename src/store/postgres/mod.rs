@@ -25,11 +25,13 @@
 
 mod migrate;
 mod sql;
+mod ssl;
 /// The integration tests' fresh-database helper, shared rather than copied.
 #[cfg(test)]
 #[allow(dead_code)]
 #[path = "../../../tests/api/common/postgres.rs"]
 mod test_database;
+mod tls;
 
 use super::import::plan;
 use super::{
@@ -47,7 +49,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
-use tokio_postgres::{NoTls, Row, types::ToSql};
+use tokio_postgres::{Row, config::Host, types::ToSql};
 
 /// Attempts of a statement that met a [`retryable`] failure.
 const ATTEMPTS: u32 = 4;
@@ -496,19 +498,30 @@ async fn import_in(
 }
 
 impl PostgresStore {
-    /// Connects to `url` (`postgres://USER:PASSWORD@HOST:PORT/NAME`, with libpq's parameters)
-    /// and brings the schema up to date.
+    /// Connects to `url` (`postgres://USER:PASSWORD@HOST:PORT/NAME`, with libpq's parameters,
+    /// its TLS ones included) and brings the schema up to date.
     pub async fn open(url: &str, options: &PoolOptions) -> Result<Self> {
+        let invalid = |e: ssl::SslSettingError| StoreError::InvalidUrl(Arc::new(e));
+        let (url, ssl) = ssl::split(url).map_err(invalid)?;
+        let tls = tls::MakeRustls::new(&ssl).map_err(invalid)?;
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::InvalidUrl(Arc::new(e)))?;
+        // libpq never asks for TLS on a Unix socket, whatever the mode; the server refuses it.
+        let hosts = config.get_hosts();
+        let sockets_only = !hosts.is_empty() && hosts.iter().all(|h| !matches!(h, Host::Tcp(_)));
+        config.ssl_mode(if sockets_only {
+            tokio_postgres::config::SslMode::Disable
+        } else {
+            ssl.mode.negotiation()
+        });
         config.connect_timeout(options.connect_timeout);
         if config.get_application_name().is_none() {
             config.application_name("handstamp");
         }
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 // A closed connection is dropped on its way back; no query per checkout.
                 recycling_method: RecyclingMethod::Fast,

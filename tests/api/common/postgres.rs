@@ -133,6 +133,12 @@ pub struct PrivateCluster {
 impl PrivateCluster {
     /// Creates and starts one; `None` (with a notice) when PostgreSQL's programs are not here.
     pub fn start() -> Option<PrivateCluster> {
+        Self::start_with(|_| {})
+    }
+
+    /// Creates one, lets `prepare` write into its data directory (settings, certificates),
+    /// and starts it; `None` as for [`PrivateCluster::start`].
+    pub fn start_with(prepare: impl FnOnce(&std::path::Path)) -> Option<PrivateCluster> {
         let bin = Self::bindir()?;
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -160,6 +166,16 @@ impl PrivateCluster {
             "initdb",
             &["-A", "trust", "-U", "postgres", "-E", "UTF8", "-D"],
         );
+        prepare(&cluster.data);
+        if is_root() {
+            // What `prepare` wrote belongs to the server's user too.
+            let owned = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&cluster.data)
+                .status()
+                .unwrap();
+            assert!(owned.success());
+        }
         cluster.pg_ctl("start");
         Some(cluster)
     }
