@@ -29,6 +29,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct Gateway {
     upstreams: Vec<Arc<Upstream>>,
+    /// Small static files of every mount, in memory.
+    files: Arc<static_files::FileCache>,
 }
 
 impl Gateway {
@@ -41,7 +43,10 @@ impl Gateway {
                 Arc::new(Upstream::new(u.clone(), server.max_body, server.check_user))
             })
             .collect();
-        Gateway { upstreams }
+        Gateway {
+            upstreams,
+            files: Arc::default(),
+        }
     }
 
     /// Starts the active health checks; call once, inside the runtime.
@@ -79,7 +84,14 @@ impl Gateway {
         let mut router = Router::new().route(FORWARD_AUTH, check.fallback(not_allowed));
         for mount in &settings.statics {
             let at = mount.prefix.trim_end_matches('/');
-            router = router.nest_service(at, static_files::service(&mount.dir));
+            let files = static_files::Mount::new(at, &mount.dir, self.files.clone());
+            let handler = any(static_files::serve).with_state(Arc::new(files));
+            router = router
+                .route(&format!("{at}/{{*file}}"), handler.clone())
+                .route(&format!("{at}/"), handler.clone());
+            if !at.is_empty() {
+                router = router.route(at, handler);
+            }
         }
         for upstream in &self.upstreams {
             let at = upstream.settings.prefix.trim_end_matches('/');

@@ -21,6 +21,7 @@ mod passwords;
 mod paths;
 mod readme;
 mod sessions;
+mod static_files;
 mod storage_faults;
 mod store;
 mod store_contract;
