@@ -37,6 +37,8 @@ const REVALIDATE: &str = "no-cache";
 pub struct Mount {
     /// The prefix without its final `/`.
     prefix: String,
+    /// The router's pattern for the files under it, the metrics' name for them.
+    pattern: Arc<str>,
     root: PathBuf,
     files: ServeDir,
     cache: Arc<FileCache>,
@@ -44,8 +46,10 @@ pub struct Mount {
 
 impl Mount {
     pub fn new(prefix: &str, dir: &Path, cache: Arc<FileCache>) -> Self {
+        let prefix = prefix.trim_end_matches('/');
         Mount {
-            prefix: prefix.trim_end_matches('/').to_owned(),
+            prefix: prefix.to_owned(),
+            pattern: format!("{prefix}/{{*file}}").into(),
             root: dir.to_path_buf(),
             files: ServeDir::new(dir)
                 .precompressed_br()
@@ -53,6 +57,20 @@ impl Mount {
                 .append_index_html_on_directories(false),
             cache,
         }
+    }
+
+    /// The prefix, ending in `/`: paths longer than it starting with it are this mount's files.
+    pub fn prefix(&self) -> &str {
+        // The pattern is the prefix and `{*file}`.
+        &self.pattern[..self.prefix.len() + 1]
+    }
+
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    pub fn route(&self) -> Arc<str> {
+        self.pattern.clone()
     }
 
     /// The file `path` (normalized, under the prefix) names, or None for a path no file has.
