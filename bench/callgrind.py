@@ -2,7 +2,8 @@
 """Instructions per request of one route under callgrind: noise-free where wrk is not (a busy
 machine, other processes on the server's CPU), so an A/B of a small change shows up.
 
-    callgrind.py [--algorithm ALG] BINARY [PATH] [REQUESTS]   PATH default /api/auth/check, REQUESTS 2000
+    callgrind.py [--algorithm ALG] [--static DIR] BINARY [PATH] [REQUESTS]
+                                                PATH default /api/auth/check, REQUESTS 2000
 
 Runs BINARY serve under valgrind with instrumentation off, with a user `bench` and an access token of
 theirs (`HANDSTAMP_*` settings of the caller's environment apply, e.g. HANDSTAMP_CHECK_USER=false),
@@ -10,6 +11,9 @@ on one keep-alive connection: 200 requests to warm up, then instrumentation on, 
 dump. The token goes as Bearer in a GET, or for /api/token/verify/ as `{"token": ...}` in a POST.
 Prints `CALLGRIND path=... algorithm=... requests=N instructions_per_request=X` (all threads, the
 access log included). Every answer must be a 200.
+
+With --static DIR, DIR is served under `/static/` (a `[[static]]` mount in a config file of its
+own), e.g. `--static /tmp/files BINARY /static/1k.txt`.
 
 The token is HS256, minted with a fixed key; with --algorithm (ES256, EdDSA, RS256, ...) handstamp
 signs with a key made by `openssl genpkey` (bench/openssl_key.sh, `signing_key_file`) and the token
@@ -61,6 +65,7 @@ def requests(conn, path, token, count):
 def main():
     parser = argparse.ArgumentParser(usage=__doc__)
     parser.add_argument("--algorithm", help="a public-key algorithm (default: HS256, minted tokens)")
+    parser.add_argument("--static", help="a directory to serve under /static/")
     parser.add_argument("binary")
     parser.add_argument("path", nargs="?", default="/api/auth/check")
     parser.add_argument("requests", nargs="?", type=int, default=2000)
@@ -74,6 +79,10 @@ def main():
             env.update(HANDSTAMP_ALGORITHM=args.algorithm, HANDSTAMP_SIGNING_KEY_FILE=f"{work}/key.pem")
         else:
             env.update(HANDSTAMP_SIGNING_KEY=KEY)
+        if args.static:
+            with open(f"{work}/handstamp.toml", "w") as config:
+                config.write(f'[[static]]\nprefix = "/static/"\ndir = {json.dumps(os.path.abspath(args.static))}\n')
+            env.update(HANDSTAMP_CONFIG=f"{work}/handstamp.toml")
         created = subprocess.run([binary, "user", "create", "bench", "--password-stdin"], input="pw\n",
                                  env=env, cwd=work, capture_output=True, text=True, check=True).stdout
         user_id = re.search(r"\(id (\d+)\)", created).group(1)

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -28,6 +29,9 @@ pub enum Route {
     Matched(MatchedPath),
     /// A route the server answers before the router, by exact path.
     Exact(&'static str),
+    /// A static directory the server answers before the router, by prefix: the router's
+    /// pattern for it.
+    Prefix(Arc<str>),
 }
 
 impl Route {
@@ -35,6 +39,7 @@ impl Route {
         match self {
             Route::Matched(path) => path.as_str(),
             Route::Exact(path) => path,
+            Route::Prefix(pattern) => pattern,
         }
     }
 }

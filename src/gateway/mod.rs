@@ -6,6 +6,7 @@ mod proxy;
 mod static_files;
 
 pub use proxy::USER_ID;
+pub use static_files::{Mount, serve as serve_static};
 
 /// Forward-auth's path (`GET`), as the router names it.
 pub const FORWARD_AUTH: &str = "/api/auth/check";
@@ -29,6 +30,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct Gateway {
     upstreams: Vec<Arc<Upstream>>,
+    /// The `[[static]]` directories, in the settings' order.
+    mounts: Vec<Arc<Mount>>,
 }
 
 impl Gateway {
@@ -41,7 +44,19 @@ impl Gateway {
                 Arc::new(Upstream::new(u.clone(), server.max_body, server.check_user))
             })
             .collect();
-        Gateway { upstreams }
+        // Small files of every mount share one bounded cache.
+        let files = Arc::new(static_files::FileCache::default());
+        let mounts = settings
+            .statics
+            .iter()
+            .map(|m| Arc::new(Mount::new(&m.prefix, &m.dir, files.clone())))
+            .collect();
+        Gateway { upstreams, mounts }
+    }
+
+    /// The static directories, for answering before the router ([`Mount::prefix`]).
+    pub fn mounts(&self) -> &[Arc<Mount>] {
+        &self.mounts
     }
 
     /// Starts the active health checks; call once, inside the runtime.
@@ -77,9 +92,15 @@ impl Gateway {
             get(forward_auth)
         };
         let mut router = Router::new().route(FORWARD_AUTH, check.fallback(not_allowed));
-        for mount in &settings.statics {
-            let at = mount.prefix.trim_end_matches('/');
-            router = router.nest_service(at, static_files::service(&mount.dir));
+        for mount in &self.mounts {
+            let at = mount.prefix().trim_end_matches('/');
+            let handler = any(static_files::serve).with_state(mount.clone());
+            router = router
+                .route(mount.pattern(), handler.clone())
+                .route(&format!("{at}/"), handler.clone());
+            if !at.is_empty() {
+                router = router.route(at, handler);
+            }
         }
         for upstream in &self.upstreams {
             let at = upstream.settings.prefix.trim_end_matches('/');

@@ -221,8 +221,9 @@ where
             .and_then(|hot| Some((hot, hot.route(&req)?)));
         match hot {
             Some((hot, route)) => {
+                let label = hot.label(route);
                 let answer = hot.answer(route, req);
-                (Some(Route::Exact(route.path)), Handler::Hot { answer })
+                (Some(label), Handler::Hot { answer })
             }
             None => {
                 if let Some(peer) = peer {

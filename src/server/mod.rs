@@ -67,10 +67,36 @@ pub fn app(service: Arc<AuthService>, settings: &Settings) -> App {
         .filter(|route| route.served_by(&service))
         .flat_map(|route| [route.path, route.bare()])
         .chain([crate::gateway::FORWARD_AUTH]);
-    let cors = cors::Cors::new(&settings.cors, own);
+    let cors = cors::Cors::new(&settings.cors, own.clone());
+    let statics = alone(&gateway, settings, own.chain(["/metrics"]));
+    let hot = HotRoutes::new(service, settings.server.check_user).with_statics(statics);
     layered(router, &settings.server)
-        .with_hot_routes(HotRoutes::new(service, settings.server.check_user))
+        .with_hot_routes(hot)
         .with_cors(cors)
+}
+
+/// The static directories under whose prefix the router has no other route (an upstream's, a
+/// nested directory's, one of ours): `Front` may answer their files without asking it.
+fn alone<'a>(
+    gateway: &Gateway,
+    settings: &Settings,
+    own: impl Iterator<Item = &'a str>,
+) -> Vec<Arc<crate::gateway::Mount>> {
+    let own: Vec<&str> = own.collect();
+    let prefixes: Vec<&str> = (settings.statics.iter().map(|s| s.prefix.as_str()))
+        .chain(settings.upstreams.iter().map(|u| u.prefix.as_str()))
+        .collect();
+    gateway
+        .mounts()
+        .iter()
+        .filter(|mount| {
+            let prefix = mount.prefix();
+            let inside = |path: &&&str| path.starts_with(prefix);
+            // Its own prefix is the one that may be there.
+            prefixes.iter().filter(inside).count() == 1 && !own.iter().any(|p| inside(&p))
+        })
+        .cloned()
+        .collect()
 }
 
 /// Wraps any router (the API, or an app that embeds it) in what the server does around each

@@ -138,7 +138,7 @@ const STATUS_ALLOWED: &[(&str, &str, &str)] = &[
     ("api/body.rs", "PAYLOAD_TOO_LARGE", "reads a rejection"),
     // Matches `ServeDir`'s answer to choose the `ApiError` that answers it.
     (
-        "gateway/static_files.rs",
+        "gateway/static_files/mod.rs",
         "NOT_FOUND",
         "reads ServeDir's answer",
     ),

@@ -868,3 +868,43 @@ async fn every_response_has_a_request_id_and_keeps_the_clients() {
         .unwrap();
     assert_eq!(r.headers()["x-request-id"], "abc-123");
 }
+
+/// Files are answered before the router only where it has no other route: an upstream inside a
+/// static prefix still gets its paths, and a directory inside another serves its own files.
+#[tokio::test]
+async fn routes_inside_a_static_prefix_keep_their_paths() {
+    let b = backend("a").await;
+    let outer = static_dir();
+    let inner = tempfile::tempdir().unwrap();
+    std::fs::write(inner.path().join("page.txt"), "inner").unwrap();
+    let (outer_dir, inner_dir) = (outer.path().to_path_buf(), inner.path().to_path_buf());
+    let s = gateway(|c| {
+        mount(c, &b, &[("/static/app/", AuthMode::None)]);
+        c.statics.push(StaticMount {
+            prefix: "/static/".into(),
+            dir: outer_dir,
+        });
+        c.statics.push(StaticMount {
+            prefix: "/static/sub/".into(),
+            dir: inner_dir,
+        });
+    })
+    .await;
+    let (status, body) = get(&s, "/static/app/x", None).await;
+    assert_eq!((status, &body["name"]), (200, &json!("a")));
+    assert_eq!(body["path"], "/static/app/x");
+    let r = s
+        .client
+        .get(s.url("/static/sub/page.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "inner");
+    let r = s
+        .client
+        .get(s.url("/static/style.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "body { color: black; }");
+}

@@ -22,6 +22,7 @@ mod paths;
 mod postgres_tls;
 mod readme;
 mod sessions;
+mod static_files;
 mod storage_faults;
 mod store;
 mod store_contract;
