@@ -185,7 +185,7 @@ print("| row | median | lowest | highest | non-200 |")
 print("|---|---:|---:|---:|---:|")
 for name, k in rows:
     bad = int(sum(r.get("bad_" + k, [0])))
-    print(f"| {name} | {med[k]:.0f} | {min(r[k]):.0f} | {max(r[k]):.0f} | {bad if k != 'pgbench' else ''} |")
+    print(f"| {name} | {med[k]:.0f} | {min(r[k]):.0f} | {max(r[k]):.0f} | {bad if not k.startswith('pgbench') else ''} |")
 print()
 for what, a, b, target in [("refresh: handstamp / Django on PostgreSQL", "refresh_pg", "refresh_django", 100),
                            ("refresh: handstamp / pgbench", "refresh_pg", "pgbench", 0.5),
