@@ -359,15 +359,19 @@ run_load() {
 }
 
 # measure ROW SERVER ROUND [CONNECTIONS]: one run; records the BENCH line, the CPU time the server's
-# processes spent (server_cpu_us) and what everything else took of CPU 0 (cpu0_other, %).
+# processes spent (server_cpu_us), their share of CPU 0 and what everything else took of it (cpu0_server,
+# cpu0_other, %), and how busy CPU 1 was (cpu1_busy, %: the load generator, the backend, anything else).
 measure() {
-  local row=$1 s=$2 round=$3 conns=${4:-$CONNECTIONS} pids before after b0 t0 b0e t0e line
+  local row=$1 s=$2 round=$3 conns=${4:-$CONNECTIONS} pids before after b0 t0 b0e t0e b1 t1 b1e t1e line
   pids=$(cpu_pids "$row" "$s")
   read -r b0 t0 < <(cpu_stat 0)
+  read -r b1 t1 < <(cpu_stat 1)
   before=$(own_ticks $pids)
   run_load "$WORK/load.out" "$row" "$s" "$conns"
   after=$(own_ticks $pids)
   read -r b0e t0e < <(cpu_stat 0)
+  read -r b1e t1e < <(cpu_stat 1)
+  local cpu1_busy=$((100 * (b1e - b1) / (t1e - t1 > 0 ? t1e - t1 : 1)))
   line=$(grep '^BENCH ' "$WORK/load.out" || true)
   [ -n "$line" ] || { log "$row/$s: no BENCH line:"; cat "$WORK/load.out" >&2; exit 1; }
   local used=$((after - before)) total0=$((t0e - t0)) busy0=$((b0e - b0))
@@ -375,11 +379,11 @@ measure() {
   local other0=$((busy0 > used ? 100 * (busy0 - used) / total0 : 0))
   local fields=${line% first_bad=*} first_bad=${line#* first_bad=}
   fields=${fields#BENCH }
-  echo "row=$row server=$s round=$round $fields server_cpu_us=$((used * 1000000 / CLK_TCK)) cpu0_server=$((100 * used / total0)) cpu0_other=$other0" >>"$RECORDS"
+  echo "row=$row server=$s round=$round $fields server_cpu_us=$((used * 1000000 / CLK_TCK)) cpu0_server=$((100 * used / total0)) cpu0_other=$other0 cpu1_busy=$cpu1_busy" >>"$RECORDS"
   local -A f=()
   local kv
   for kv in $fields; do f[${kv%%=*}]=${kv#*=}; done
-  log "  $row $s round $round: ${f[rps]}/s, p50 ${f[p50_ms]} ms, p99 ${f[p99_ms]} ms; server CPU $((100 * used / total0))%, other processes on CPU 0 $other0%"
+  log "  $row $s round $round: ${f[rps]}/s, p50 ${f[p50_ms]} ms, p99 ${f[p99_ms]} ms; server CPU $((100 * used / total0))%, other processes on CPU 0 $other0%, CPU 1 busy $cpu1_busy%"
   if [ "${f[non200]}" != 0 ] || [ "${f[socket_errors]}" != 0 ]; then
     FAILED=1
     log "  $row $s round $round: ${f[non200]} unexpected statuses (${f[statuses]}), ${f[socket_errors]} socket errors (${f[timeouts]} timeouts); first: $first_bad"

@@ -68,11 +68,12 @@ def main():
         return statistics.median(v) if v else None
 
     def held_back(row, server):
-        """Whether the server had CPU 0 to spare (under 90% of it, mean of the rounds): then the
-        client side set the rate, and the CPU time per request is the fairer comparison."""
+        """Whether CPU 0 stood over 10% idle during the server's runs (mean of the rounds): then
+        the side on CPU 1 set the rate, and the CPU time per request is the fairer comparison."""
         row = HS_FROM.get(row, row) if server == "hs" else row
-        v = values(runs, row, server, "cpu0_server")
-        return bool(v) and statistics.fmean(v) < 90
+        busy = [a + b for a, b in zip(values(runs, row, server, "cpu0_server"),
+                                      values(runs, row, server, "cpu0_other"))]
+        return bool(busy) and statistics.fmean(busy) < 90
 
     def fmt(x, unit):
         return f"{x:.1f}" if unit == "MiB" else f"{x:,.0f}"
@@ -101,8 +102,9 @@ def main():
               f" | {' | '.join(f'{c:.1f}' if c is not None else '—' for c in cpu)} |")
     print()
     if any(held_back(row, s) for row in ROWS if row != "rss_mib" for s in SERVERS):
-        print("† the server used under 90% of CPU 0 (mean of the rounds): the load generator or the backend"
-              " on CPU 1 set that rate, not the server; compare the CPU time per request.")
+        print("† CPU 0 stood over 10% idle during that server's runs (mean of the rounds): the load"
+              " generator or the backend on CPU 1 set that rate, not the server; compare the CPU time"
+              " per request.")
         print()
 
     load = [r for records in runs.values() for r in records if "rps" in r]
@@ -115,17 +117,18 @@ def main():
                   f" ({r['statuses']}), {r['socket_errors']} socket errors ({r['timeouts']} timeouts)")
         print()
 
-    print("CPU 0 during the load rows, mean of the rounds: the server's share / other processes' share"
-          " (%). A server well under 100% was held back by the client side on CPU 1.")
+    print("CPU during the load rows, % (mean of the rounds): CPU 0 the server / CPU 0 other processes /"
+          " CPU 1 busy (the load generator, the backend and anything else). CPU 0 idle while CPU 1 is"
+          " full: the server was held back by CPU 1's side.")
     print()
     print("| row | handstamp | nginx |")
     print("|---|---:|---:|")
     for row in (*ROWS, "rss"):
         cells = []
         for s in SERVERS:
-            rs = [r for r in runs.get((row, s), []) if "cpu0_server" in r]
+            rs = [r for r in runs.get((row, s), []) if "cpu1_busy" in r]
             cells.append(" / ".join(f"{statistics.fmean(float(r[k]) for r in rs):.0f}"
-                                    for k in ("cpu0_server", "cpu0_other")) if rs else "—")
+                                    for k in ("cpu0_server", "cpu0_other", "cpu1_busy")) if rs else "—")
         if any(c != "—" for c in cells):
             print(f"| {row} | {' | '.join(cells)} |")
     disturbed = [f"{r['row']}/{r['server']}/round {r['round']}" for r in load if int(r["cpu0_other"]) > 10]
