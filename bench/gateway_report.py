@@ -37,12 +37,16 @@ HS_FROM = {"auth_keepalive": "auth"}
 
 
 def parse(path):
-    runs = defaultdict(list)
+    """{(row, server): [record, ...]} of the kept measurements, and those taken again."""
+    runs, repeated = defaultdict(list), []
     with open(path) as f:
         for line in f:
             fields = dict(kv.split("=", 1) for kv in line.split())
-            runs[fields["row"], fields["server"]].append(fields)
-    return runs
+            if fields.get("kept") == "0":
+                repeated.append(fields)
+            else:
+                runs[fields["row"], fields["server"]].append(fields)
+    return runs, repeated
 
 
 def values(runs, row, server, key):
@@ -53,7 +57,7 @@ def main():
     if len(sys.argv) != 4:
         sys.exit(__doc__)
     path, title, machine = sys.argv[1:]
-    runs = parse(path)
+    runs, repeated = parse(path)
     # The load rows (`rss` is the load before the peak-RSS reading) and the RSS readings.
     value_key = lambda row: "mib" if row == "rss_mib" else "rps"
 
@@ -108,7 +112,7 @@ def main():
         print()
 
     load = [r for records in runs.values() for r in records if "rps" in r]
-    errors = [r for r in load if int(r["non200"]) or int(r["socket_errors"])]
+    errors = [r for r in load + repeated if int(r["non200"]) or int(r["socket_errors"])]
     if errors:
         print("**Errors** (the run failed):")
         print()
@@ -133,10 +137,11 @@ def main():
             print(f"| {row} | {' | '.join(cells)} |")
     disturbed = [f"{r['row']}/{r['server']}/round {r['round']}" for r in load if int(r["cpu0_other"]) > 10]
     print()
+    print(f"{len(repeated)} measurement(s) taken again because other processes took more than 10% of CPU 0.")
     if disturbed:
-        print("Other processes took more than 10% of CPU 0 during: " + ", ".join(disturbed)
-              + " (figures low).")
-        print()
+        print("Still disturbed after that (other processes over 10% of CPU 0; figures low): "
+              + ", ".join(disturbed) + ".")
+    print()
     print(machine)
     return 1 if errors else 0
 

@@ -398,19 +398,7 @@ lua_args() {
   esac
 }
 
-# Wait (up to 60 s) for a second in which other processes use under 10% of CPU 0 and of CPU 1.
-wait_quiet() {
-  local start=$SECONDS b0 t0 b1 t1 c0 u0 c1 u1
-  while [ $((SECONDS - start)) -lt 60 ]; do
-    read -r b0 t0 < <(cpu_stat 0)
-    read -r b1 t1 < <(cpu_stat 1)
-    sleep 1
-    read -r c0 u0 < <(cpu_stat 0)
-    read -r c1 u1 < <(cpu_stat 1)
-    if ((100 * (c0 - b0) < 10 * (u0 - t0) && 100 * (c1 - b1) < 10 * (u1 - t1))); then return 0; fi
-  done
-  log "  the CPUs stayed busy for 60 s; going on"
-}
+# wait_quiet: bench/cpu.sh.
 
 # keep_or_retry ATTEMPT: whether the measurement just taken is kept ("kept=1"); logs a retry otherwise.
 keep_or_retry() {
