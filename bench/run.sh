@@ -255,18 +255,9 @@ peak_rss_mib() { # PID
 # The machine may be shared: whatever else runs on CPU 0 or CPU 1 during a measurement lowers it. Each
 # measurement therefore counts the CPU time of what it measures and of everything else on both CPUs.
 
-cpu_ticks() { # PID: CPU time used so far by the process and its children, in clock ticks
-  local pid t total=0
-  for pid in "$1" $(ps -o pid= --ppid "$1"); do
-    t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }' || true)
-    total=$((total + ${t:-0}))
-  done
-  echo "$total"
-}
-
-cpu_stat() { # CPU: "busy total" clock ticks since boot on that CPU, busy = user + nice + system
-  awk -v cpu="cpu$1" '$1 == cpu { print $2 + $3 + $4, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
-}
+# cpu_ticks, cpu_stat: bench/cpu.sh.
+. "$BENCH_DIR/cpu.sh"
+CLK_TCK=$(getconf CLK_TCK)
 
 # timed OUT COMMAND...: run COMMAND, its output to OUT and the CPU time it used, in ticks, to OUT.ticks.
 timed() {
@@ -282,7 +273,8 @@ timed() {
 
 # watch_start [PID], then watch_stop [PID] CPU0_OWN CPU1_OWN: sets CPU_FIELDS to the CPU shares (%)
 # during the measurement: cpu0_server (PID plus CPU0_OWN ticks: what is measured), cpu0_other (everything
-# else on CPU 0), cpu1_wrk (CPU1_OWN ticks: the load generator), cpu1_other; and NOISY to 1 when other
+# else on CPU 0), cpu1_wrk (CPU1_OWN ticks: the load generator), cpu1_other, and server_cpu_us (PID's
+# own CPU time during it, microseconds; report.py divides it by the requests); and NOISY to 1 when other
 # processes took more than 10% of CPU 0, or of CPU 1 while wrk needed a good part of it (over 25%).
 watch_start() {
   read -r W_BUSY0 W_TOTAL0 < <(cpu_stat 0)
@@ -304,6 +296,8 @@ watch_stop() {
   local other1=$((busy1 > own1 ? 100 * (busy1 - own1) / total1 : 0))
   CPU_FIELDS="cpu0_server=$((100 * measured / total0)) cpu0_other=$other0"
   CPU_FIELDS+=" cpu1_wrk=$((100 * own1 / total1)) cpu1_other=$other1"
+  # The server's own CPU time (utime + stime, children included), for the CPU time per request.
+  [ -z "$pid" ] || CPU_FIELDS+=" server_cpu_us=$((server * 1000000 / CLK_TCK))"
   NOISY=0
   if ((other0 > 10 || (other1 > 10 && 100 * own1 / total1 > 25))); then NOISY=1; fi
 }
@@ -404,19 +398,7 @@ lua_args() {
   esac
 }
 
-# Wait (up to 60 s) for a second in which other processes use under 10% of CPU 0 and of CPU 1.
-wait_quiet() {
-  local start=$SECONDS b0 t0 b1 t1 c0 u0 c1 u1
-  while [ $((SECONDS - start)) -lt 60 ]; do
-    read -r b0 t0 < <(cpu_stat 0)
-    read -r b1 t1 < <(cpu_stat 1)
-    sleep 1
-    read -r c0 u0 < <(cpu_stat 0)
-    read -r c1 u1 < <(cpu_stat 1)
-    if ((100 * (c0 - b0) < 10 * (u0 - t0) && 100 * (c1 - b1) < 10 * (u1 - t1))); then return 0; fi
-  done
-  log "  the CPUs stayed busy for 60 s; going on"
-}
+# wait_quiet: bench/cpu.sh.
 
 # keep_or_retry ATTEMPT: whether the measurement just taken is kept ("kept=1"); logs a retry otherwise.
 keep_or_retry() {
