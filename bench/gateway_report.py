@@ -13,7 +13,8 @@ Exits 1 when an answer was not the expected status or a socket error happened. S
 
 import statistics
 import sys
-from collections import defaultdict
+
+import report  # bench/report.py, beside this file
 
 SERVERS = ("hs", "nginx")
 
@@ -38,15 +39,7 @@ HS_FROM = {"auth_keepalive": "auth"}
 
 def parse(path):
     """{(row, server): [record, ...]} of the kept measurements, and those taken again."""
-    runs, repeated = defaultdict(list), []
-    with open(path) as f:
-        for line in f:
-            fields = dict(kv.split("=", 1) for kv in line.split())
-            if fields.get("kept") == "0":
-                repeated.append(fields)
-            else:
-                runs[fields["row"], fields["server"]].append(fields)
-    return runs, repeated
+    return report.parse(path, key="row")
 
 
 def values(runs, row, server, key):

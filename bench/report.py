@@ -44,8 +44,8 @@ ROWS = {
 }
 
 
-def parse(path):
-    """{(scenario, server): [record, ...]} in file order, and the records of repeated measurements."""
+def parse(path, key="scenario"):
+    """{(KEY, server): [record, ...]} in file order, and the records of repeated measurements."""
     runs, repeated = defaultdict(list), []
     with open(path) as f:
         for line in f:
@@ -53,7 +53,7 @@ def parse(path):
             if fields.get("kept") == "0":
                 repeated.append(fields)
             else:
-                runs[fields["scenario"], fields["server"]].append(fields)
+                runs[fields[key], fields["server"]].append(fields)
     return runs, repeated
 
 
