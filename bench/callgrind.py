@@ -2,7 +2,7 @@
 """Instructions per request of one route under callgrind: noise-free where wrk is not (a busy
 machine, other processes on the server's CPU), so an A/B of a small change shows up.
 
-    callgrind.py [--algorithm ALG] [--static DIR] BINARY [PATH] [REQUESTS]
+    callgrind.py [--algorithm ALG] [--static DIR] [--upstream URL] BINARY [PATH] [REQUESTS]
                                                 PATH default /api/auth/check, REQUESTS 2000
 
 Runs BINARY serve under valgrind with instrumentation off, with a user `bench` and an access token of
@@ -13,7 +13,9 @@ Prints `CALLGRIND path=... algorithm=... requests=N instructions_per_request=X` 
 access log included). Every answer must be a 200.
 
 With --static DIR, DIR is served under `/static/` (a `[[static]]` mount in a config file of its
-own), e.g. `--static /tmp/files BINARY /static/1k.txt`.
+own), e.g. `--static /tmp/files BINARY /static/1k.txt`. With --upstream URL, requests under `/app/`
+are proxied to the backend at URL (an `[[upstream]]` without auth; the backend runs outside
+valgrind, so only handstamp's instructions count), e.g. `--upstream http://127.0.0.1:8081 BINARY /app/`.
 
 The token is HS256, minted with a fixed key; with --algorithm (ES256, EdDSA, RS256, ...) handstamp
 signs with a key made by `openssl genpkey` (bench/openssl_key.sh, `signing_key_file`) and the token
@@ -66,6 +68,7 @@ def main():
     parser = argparse.ArgumentParser(usage=__doc__)
     parser.add_argument("--algorithm", help="a public-key algorithm (default: HS256, minted tokens)")
     parser.add_argument("--static", help="a directory to serve under /static/")
+    parser.add_argument("--upstream", help="a backend's URL to proxy /app/ to")
     parser.add_argument("binary")
     parser.add_argument("path", nargs="?", default="/api/auth/check")
     parser.add_argument("requests", nargs="?", type=int, default=2000)
@@ -79,9 +82,14 @@ def main():
             env.update(HANDSTAMP_ALGORITHM=args.algorithm, HANDSTAMP_SIGNING_KEY_FILE=f"{work}/key.pem")
         else:
             env.update(HANDSTAMP_SIGNING_KEY=KEY)
+        mounts = ""
         if args.static:
+            mounts += f'[[static]]\nprefix = "/static/"\ndir = {json.dumps(os.path.abspath(args.static))}\n'
+        if args.upstream:
+            mounts += f'[[upstream]]\nprefix = "/app/"\nbackends = [{json.dumps(args.upstream)}]\nauth = "none"\n'
+        if mounts:
             with open(f"{work}/handstamp.toml", "w") as config:
-                config.write(f'[[static]]\nprefix = "/static/"\ndir = {json.dumps(os.path.abspath(args.static))}\n')
+                config.write(mounts)
             env.update(HANDSTAMP_CONFIG=f"{work}/handstamp.toml")
         created = subprocess.run([binary, "user", "create", "bench", "--password-stdin"], input="pw\n",
                                  env=env, cwd=work, capture_output=True, text=True, check=True).stdout

@@ -1,7 +1,8 @@
 //! A pool of backends: who is alive, who is busy, and who is next.
 
+use super::connections::Connections;
 use crate::config::Balance;
-use axum::http::Uri;
+use axum::http::{HeaderValue, Uri};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -9,7 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub struct Backend {
     /// `http://host:port`, without a trailing slash.
     pub base: String,
-    pub authority: axum::http::uri::Authority,
+    /// The `Host` header of requests to it.
+    pub host: HeaderValue,
+    pub connections: Arc<Connections>,
     alive: AtomicBool,
     in_flight: AtomicUsize,
 }
@@ -17,9 +20,17 @@ pub struct Backend {
 impl Backend {
     pub fn new(base: &str) -> Self {
         let uri: Uri = base.parse().expect("validated in config");
+        let authority = uri.authority().expect("validated in config");
+        let address = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
         Backend {
             base: base.to_owned(),
-            authority: uri.authority().expect("validated in config").clone(),
+            host: HeaderValue::from_str(authority.as_str())
+                .expect("an authority is a header value"),
+            connections: Connections::new(address),
             alive: AtomicBool::new(true),
             in_flight: AtomicUsize::new(0),
         }

@@ -2,6 +2,7 @@
 //! app servers, and forward-auth for other proxies.
 
 mod balance;
+mod connections;
 mod proxy;
 mod static_files;
 

@@ -2,21 +2,22 @@
 //! streamed both ways, WebSocket upgrades passed through, identity headers added.
 
 use super::balance::{Backend, InFlight, Pool};
+use super::connections::{Returning, SendError};
 use crate::config::{AuthMode, UpstreamSettings};
 use crate::http::Tls;
 use crate::http::auth::{AuthError, Authenticated, authenticate};
-use crate::http::client::X_FORWARDED_FOR;
+use crate::http::client::{X_FORWARDED_FOR, write_ip};
 use crate::http::error::ApiError;
 use crate::request_id;
 use crate::service::AuthService;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -42,7 +43,6 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 pub struct Upstream {
     pub settings: UpstreamSettings,
     pub pool: Pool,
-    client: Client<HttpConnector, Body>,
     max_body: usize,
     /// The `check_user` setting: the token's user is loaded and must be active.
     check_user: bool,
@@ -50,16 +50,9 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(settings: UpstreamSettings, max_body: usize, check_user: bool) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
         Upstream {
             pool: Pool::new(&settings.backends, settings.balance),
             settings,
-            client,
             max_body,
             check_user,
         }
@@ -121,32 +114,27 @@ impl Upstream {
         let upgrade = is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
-        let headers = forwarded_headers(&parts, upgrade);
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let replayable = is_idempotent(&parts.method) && !has_body(&parts.headers) && !upgrade;
-        let mut body = Some(Body::new(http_body_util::Limited::new(body, self.max_body)));
+        let body = if hyper::body::Body::is_end_stream(&body) {
+            Body::empty()
+        } else {
+            Body::new(http_body_util::Limited::new(body, self.max_body))
+        };
+        let mut request = hyper::Request::new(body);
+        *request.headers_mut() = forwarded_headers(&parts, upgrade);
+        *request.uri_mut() = match parts.uri.path_and_query() {
+            Some(target) => Uri::from(target.clone()),
+            None => Uri::from_static("/"),
+        };
+        *request.method_mut() = parts.method;
+        // Each backend at most once. A request no backend took (no connection could be made)
+        // comes back whole, and goes to the next.
         let mut tried = Vec::new();
         while let Some(backend) = self.pool.pick(&tried) {
-            tried.push(backend.clone());
-            let attempt_body = if replayable {
-                Body::empty()
-            } else {
-                body.take().unwrap_or_default()
-            };
-            let mut request = hyper::Request::new(attempt_body);
-            *request.method_mut() = parts.method.clone();
-            *request.version_mut() = Version::HTTP_11;
-            *request.headers_mut() = headers.clone();
-            request.headers_mut().insert(
-                header::HOST,
-                HeaderValue::from_str(backend.authority.as_str()).expect("valid authority"),
-            );
-            match format!("{}{path}", backend.base).parse() {
-                Ok(uri) => *request.uri_mut() = uri,
-                Err(_) => return ApiError::BadGateway.into_response(),
-            }
+            request
+                .headers_mut()
+                .insert(header::HOST, backend.host.clone());
             let in_flight = InFlight::new(backend.clone());
-            match self.client.request(request).await {
+            match backend.connections.send(request).await {
                 Ok(response) => {
                     // What a probe counts as alive: a backend back up serves at once, not
                     // after the next probe.
@@ -156,16 +144,18 @@ impl Upstream {
                     }
                     return respond(response, in_flight, client_upgrade);
                 }
-                Err(error) if error.is_connect() => {
+                Err(SendError::Connect {
+                    error,
+                    request: unsent,
+                }) => {
                     if backend.set_alive(false) {
                         tracing::warn!(request_id = %request_id::current(), backend = backend.base, %error, "backend unreachable: marked down");
                         self.report_health(&backend, false);
                     }
-                    if !replayable {
-                        return ApiError::BadGateway.into_response();
-                    }
+                    request = *unsent;
+                    tried.push(backend);
                 }
-                Err(error) => {
+                Err(SendError::Request(error)) => {
                     tracing::warn!(request_id = %request_id::current(), backend = backend.base, %error, "backend request failed");
                     return ApiError::BadGateway.into_response();
                 }
@@ -188,7 +178,7 @@ impl Upstream {
 /// The backend's response for the client, with hop-by-hop headers removed; a 101 joins the two
 /// upgraded connections.
 fn respond(
-    response: hyper::Response<hyper::body::Incoming>,
+    response: hyper::Response<Returning>,
     in_flight: InFlight,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response {
@@ -197,7 +187,8 @@ fn respond(
         let Some(client_upgrade) = client_upgrade else {
             return ApiError::BadGateway.into_response();
         };
-        let backend_upgrade = hyper::upgrade::on(hyper::Response::from_parts(parts.clone(), body));
+        let backend = hyper::Response::from_parts(parts.clone(), body.into_inner());
+        let backend_upgrade = hyper::upgrade::on(backend);
         tokio::spawn(async move {
             let _in_flight = in_flight;
             match tokio::try_join!(client_upgrade, backend_upgrade) {
@@ -245,16 +236,13 @@ fn forwarded_headers(parts: &axum::http::request::Parts, upgrade: bool) -> Heade
         headers.insert(X_FORWARDED_HOST, host);
     }
     if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-        let ip = peer.ip().to_string();
-        let chain = match parts
-            .headers
-            .get(&X_FORWARDED_FOR)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(earlier) => format!("{earlier}, {ip}"),
-            None => ip,
-        };
-        if let Ok(chain) = HeaderValue::from_str(&chain) {
+        let mut chain = Vec::with_capacity(64);
+        if let Some(earlier) = parts.headers.get(&X_FORWARDED_FOR) {
+            chain.extend_from_slice(earlier.as_bytes());
+            chain.extend_from_slice(b", ");
+        }
+        write_ip(&mut chain, peer.ip().to_canonical());
+        if let Ok(chain) = HeaderValue::from_maybe_shared(Bytes::from(chain)) {
             headers.insert(X_FORWARDED_FOR, chain);
         }
     }
@@ -270,12 +258,32 @@ fn forwarded_headers(parts: &axum::http::request::Parts, upgrade: bool) -> Heade
 /// §7.6.1), in requests and responses alike: a header meant for one hop goes no further. Our
 /// own `X-Handstamp-*` headers stay: only we set them (client-sent ones are gone by now).
 fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // The usual `Connection: keep-alive` or `close` names no other header: nothing to parse.
     let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter(|token| {
+            !["keep-alive", "close"]
+                .iter()
+                .any(|t| token.eq_ignore_ascii_case(t))
+        })
         .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .filter(|name| !name.as_str().starts_with("x-handstamp-"))
         .collect();
     let upgrade_to = upgrade.then(|| headers.get(header::UPGRADE).cloned());
-    for name in named.iter().chain(&HOP_BY_HOP) {
+    for name in &named {
+        headers.remove(name);
+    }
+    // One pass over the names there are, then a removal only for those present (a lookup each).
+    let mut present = HOP_BY_HOP.map(|_| false);
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[i] = true;
+        }
+    }
+    for (name, _) in HOP_BY_HOP
+        .iter()
+        .zip(present)
+        .filter(|(_, present)| *present)
+    {
         headers.remove(name);
     }
     if let Some(upgrade_to) = upgrade_to.flatten() {
@@ -300,20 +308,6 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
     connection_upgrade && headers.contains_key(header::UPGRADE)
 }
 
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
-}
-
-fn has_body(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0")
-}
-
 /// Probes every backend every `health_interval`; a backend answering below 500 is alive.
 /// Ends when the upstream is dropped.
 pub async fn health_checks(upstream: std::sync::Weak<Upstream>) {
@@ -327,6 +321,7 @@ pub async fn health_checks(upstream: std::sync::Weak<Upstream>) {
             return;
         };
         for backend in &upstream.pool.backends {
+            backend.connections.close_stale();
             let alive = probe(&upstream, backend, interval).await;
             if backend.set_alive(alive) {
                 let state = if alive { "up" } else { "down" };
@@ -338,14 +333,23 @@ pub async fn health_checks(upstream: std::sync::Weak<Upstream>) {
 }
 
 async fn probe(upstream: &Upstream, backend: &Backend, timeout: Duration) -> bool {
-    let uri = format!("{}{}", backend.base, upstream.settings.health_path);
-    let Ok(uri) = uri.parse::<axum::http::Uri>() else {
+    let Ok(target) = Uri::try_from(upstream.settings.health_path.as_str()) else {
         return false;
     };
     let mut request = hyper::Request::new(Body::empty());
-    *request.uri_mut() = uri;
-    match tokio::time::timeout(timeout, upstream.client.request(request)).await {
-        Ok(Ok(response)) => response.status().as_u16() < 500,
-        _ => false,
-    }
+    *request.uri_mut() = target;
+    request
+        .headers_mut()
+        .insert(header::HOST, backend.host.clone());
+    let answered = async {
+        let response = backend.connections.send(request).await.ok()?;
+        let alive = response.status().as_u16() < 500;
+        // Read to its end, the answer gives its connection back.
+        response.into_body().collect().await.ok()?;
+        Some(alive)
+    };
+    matches!(
+        tokio::time::timeout(timeout, answered).await,
+        Ok(Some(true))
+    )
 }

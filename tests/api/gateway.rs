@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get as on_get};
@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
 use handstamp::config::{AuthMode, Balance, Settings, StaticMount, UpstreamSettings};
 use serde_json::{Value, json};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -149,10 +150,17 @@ async fn backend_on(name: &str, listener: tokio::net::TcpListener) -> Backend {
         .route("/app/hop", on_get(hop_header))
         .route("/app/slow", on_get(std::future::pending::<String>))
         .route("/app/ws", on_get(websocket))
+        .route(
+            "/app/port",
+            on_get(
+                |ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.port().to_string() },
+            ),
+        )
         .fallback(whoami)
         .with_state(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
@@ -364,6 +372,43 @@ async fn a_dead_backend_is_skipped_and_idempotent_requests_retried() {
     let (status, body) = get(&s, "/readyz", None).await;
     assert_eq!(status, 200);
     assert_eq!(body["unhealthy"], json!([format!("/app/ {}", a.url())]));
+}
+
+/// A request no backend took (its connection was refused) goes to the next, a POST with its body
+/// too: nothing of it was sent (nginx's `proxy_next_upstream error`).
+#[tokio::test]
+async fn a_refused_connection_sends_even_a_post_to_the_next_backend() {
+    let (mut a, b) = (backend("a").await, backend("b").await);
+    let s = app_gateway(&[&a, &b], AuthMode::None, Balance::RoundRobin).await;
+    a.kill().await;
+    for _ in 0..4 {
+        let r = s.client.post(s.url("/app/echo")).body("data").send().await;
+        let r = r.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "4");
+    }
+    drop(b);
+}
+
+/// Requests one after another reuse one connection to the backend; one the backend closed is
+/// replaced without the client seeing it.
+#[tokio::test]
+async fn backend_connections_are_kept_alive_and_replaced_when_closed() {
+    let mut a = backend("a").await;
+    let addr = a.addr;
+    let s = app_gateway(&[&a], AuthMode::None, Balance::RoundRobin).await;
+    let port = async || {
+        let r = s.client.get(s.url("/app/port")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    };
+    let first = port().await;
+    for _ in 0..10 {
+        assert_eq!(port().await, first);
+    }
+    a.kill().await;
+    let _a = backend_on("a2", tokio::net::TcpListener::bind(addr).await.unwrap()).await;
+    assert_ne!(port().await, first);
 }
 
 #[tokio::test]
