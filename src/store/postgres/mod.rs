@@ -970,18 +970,23 @@ mod tests {
         Some((store, database))
     }
 
+    /// A user named `username`; their id.
+    async fn create(store: &PostgresStore, username: &str) -> i64 {
+        let user = NewUser {
+            username: username.into(),
+            password_hash: PasswordHash::from("x"),
+            is_staff: false,
+            is_superuser: false,
+        };
+        store.create_user(user, 0).await.unwrap().id
+    }
+
     #[tokio::test]
     async fn concurrent_reads_by_key_share_connections() {
         let Some((store, _database)) = fresh().await else {
             return;
         };
-        let user = NewUser {
-            username: "ada".into(),
-            password_hash: PasswordHash::from("x"),
-            is_staff: false,
-            is_superuser: false,
-        };
-        let id = store.create_user(user, 0).await.unwrap().id;
+        let id = create(&store, "ada").await;
         let reads = (0..64).map(|_| store.user_by_id(id));
         for user in futures_util::future::join_all(reads).await {
             assert_eq!(user.unwrap().unwrap().username, "ada");
@@ -1023,13 +1028,7 @@ mod tests {
         };
         let mut ids = Vec::new();
         for n in 0..64 {
-            let user = NewUser {
-                username: format!("user{n}"),
-                password_hash: PasswordHash::from("x"),
-                is_staff: false,
-                is_superuser: false,
-            };
-            ids.push(store.create_user(user, 0).await.unwrap().id);
+            ids.push(create(&store, &format!("user{n}")).await);
         }
         drop(store);
         let before = commits(&database).await;
@@ -1049,6 +1048,26 @@ mod tests {
         let committed = commits(&database).await - before;
         // Besides the reads: the migration check, and each connection's start and prepares.
         assert!(committed < 32, "{committed} transactions for 64 reads");
+    }
+
+    #[tokio::test]
+    async fn a_read_given_up_strands_none_of_its_batch() {
+        let Some((store, _database)) = fresh().await else {
+            return;
+        };
+        let id = create(&store, "ada").await;
+        // All queued before any is sent (this runtime runs one task at a time); the first of
+        // each lane started its batch's sending.
+        let mut reads: Vec<_> = (0..8).map(|_| Box::pin(store.user_by_id(id))).collect();
+        for read in &mut reads {
+            assert!(futures_util::poll!(read.as_mut()).is_pending());
+        }
+        drop(reads.drain(..4));
+        let rest = futures_util::future::join_all(reads);
+        let answers = tokio::time::timeout(Duration::from_secs(10), rest).await;
+        for user in answers.expect("the other reads are answered") {
+            assert_eq!(user.unwrap().unwrap().username, "ada");
+        }
     }
 
     crate::store::contract::store_contract!(match fresh().await {
