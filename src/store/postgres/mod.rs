@@ -16,7 +16,7 @@
 //! request and every verify needs) share a few connections instead of taking one each
 //! ([`SharedReads`]): tokio-postgres pipelines the queries of concurrent callers on one
 //! connection, so PostgreSQL reads many per wakeup and the pool's other connections stay for
-//! transactions.
+//! transactions. Concurrent reads of users by id go further, in one statement a batch.
 //!
 //! Waiting is bounded: taking a connection from the pool (opening one if needed) gives up after
 //! the acquire timeout, opening one after the connect timeout, waiting for a statement's answer
@@ -24,6 +24,7 @@
 //! comes back to the pool, so the store recovers by itself.
 
 mod migrate;
+mod shared;
 mod sql;
 mod ssl;
 /// The integration tests' fresh-database helper, shared rather than copied.
@@ -39,14 +40,13 @@ use super::{
     Outstanding, PasswordHash, PoolOptions, Refresh, RefreshOutcome, Result, Session, Store,
     StoreError, StoredKey, User, issued_before,
 };
-use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Transaction,
 };
+use shared::SharedReads;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_postgres::{Row, config::Host, types::ToSql};
@@ -57,45 +57,17 @@ const ATTEMPTS: u32 = 4;
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: Pool,
-    shared: SharedReads,
+    shared: Arc<SharedReads>,
     acquire_timeout: Duration,
     statement_timeout: Duration,
 }
 
-/// Pooled connections that single-statement reads share, handed out in turn. A shared
-/// connection carries the queries of many requests at once (tokio-postgres pipelines them),
-/// where a connection each would cost PostgreSQL a wakeup and a round trip per query; on this
-/// machine `pgbench` read 2.4x (Unix socket) to 3.7x (TCP) more rows a second pipelined 8 deep
-/// than one query per round trip. A connection found closed is given back and replaced.
-#[derive(Debug)]
-struct SharedReads {
-    lanes: Box<[Lane]>,
-    next: AtomicUsize,
-}
-
-/// One shared connection, and the lock its replacement is taken under: the callers that find
-/// it missing at once open one connection between them, not one each.
-#[derive(Debug, Default)]
-struct Lane {
-    client: ArcSwapOption<Object>,
-    filling: tokio::sync::Mutex<()>,
-}
-
-impl SharedReads {
-    /// One lane per core (PostgreSQL runs a process per connection), leaving at least half
-    /// of the pool to transactions.
-    fn new(max_connections: usize) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let lanes = cores.min(max_connections / 2).max(1);
-        SharedReads {
-            lanes: (0..lanes).map(|_| Lane::default()).collect(),
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    fn lane(&self) -> &Lane {
-        let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        &self.lanes[turn % self.lanes.len()]
+/// A connection from `pool` by `deadline` (`timeout` after the wait began).
+async fn acquire(pool: &Pool, deadline: Instant, timeout: Duration) -> Result<Object> {
+    match tokio::time::timeout_at(deadline, pool.get()).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(Fault::Pool(e).into()),
+        Err(_) => Err(Fault::AcquireTimeout(timeout).into()),
     }
 }
 
@@ -112,6 +84,8 @@ enum Fault {
     Standby,
     #[error("the statement answered {0:?}, not a row of ours")]
     Unexpected(Option<String>),
+    #[error("the batch of this read ended without an answer")]
+    Unanswered,
 }
 
 impl From<Fault> for StoreError {
@@ -125,7 +99,9 @@ impl From<Fault> for StoreError {
             Fault::Pool(deadpool_postgres::PoolError::Timeout(_))
             | Fault::AcquireTimeout(_)
             | Fault::StatementTimeout(_) => StoreError::Unavailable(Arc::new(fault)),
-            Fault::Pool(_) | Fault::Unexpected(_) => StoreError::Database(Arc::new(fault)),
+            Fault::Pool(_) | Fault::Unexpected(_) | Fault::Unanswered => {
+                StoreError::Database(Arc::new(fault))
+            }
             Fault::Standby => StoreError::Unavailable(Arc::new(fault)),
         }
     }
@@ -536,8 +512,8 @@ impl PostgresStore {
             .build()
             .map_err(|e| StoreError::Database(Arc::new(e)))?;
         let store = PostgresStore {
+            shared: Arc::new(SharedReads::new(pool.clone(), options)),
             pool,
-            shared: SharedReads::new(options.max_connections),
             acquire_timeout: options.acquire_timeout,
             statement_timeout: options.statement_timeout,
         };
@@ -567,16 +543,8 @@ impl PostgresStore {
 
     /// A pooled connection, within the acquire timeout however the pool is doing.
     async fn client(&self) -> Result<Object> {
-        self.client_by(Instant::now() + self.acquire_timeout).await
-    }
-
-    /// A pooled connection by `deadline`.
-    async fn client_by(&self, deadline: Instant) -> Result<Object> {
-        match tokio::time::timeout_at(deadline, self.pool.get()).await {
-            Ok(Ok(client)) => Ok(client),
-            Ok(Err(e)) => Err(Fault::Pool(e).into()),
-            Err(_) => Err(Fault::AcquireTimeout(self.acquire_timeout).into()),
-        }
+        let deadline = Instant::now() + self.acquire_timeout;
+        acquire(&self.pool, deadline, self.acquire_timeout).await
     }
 
     /// Runs `work` on a pooled connection; again after a [`retryable`] failure, up to
@@ -635,61 +603,6 @@ impl PostgresStore {
             .map(read)
             .transpose()
             .map_err(|e| StoreError::Database(Arc::new(e)))
-    }
-
-    /// A read of at most one row on a shared connection ([`SharedReads`]). A connection the
-    /// server closed (a restart) is replaced and the read runs once more on the new one.
-    async fn read_opt<T>(
-        &self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-        read: impl Fn(&Row) -> Result<T, tokio_postgres::Error>,
-    ) -> Result<Option<T>> {
-        let lane = self.shared.lane();
-        let mut attempt = 1;
-        loop {
-            let client = match lane.client.load_full() {
-                Some(client) if !client.is_closed() => client,
-                _ => self.fill(lane).await?,
-            };
-            let answer = tokio::time::timeout(self.statement_timeout, async {
-                let statement = client.prepare_cached(sql).await?;
-                client.query_opt(&statement, params).await
-            });
-            let Ok(answer) = answer.await else {
-                return Err(Fault::StatementTimeout(self.statement_timeout).into());
-            };
-            match answer {
-                Ok(row) => {
-                    return row
-                        .as_ref()
-                        .map(read)
-                        .transpose()
-                        .map_err(|e| StoreError::Database(Arc::new(e)));
-                }
-                Err(e) if client.is_closed() && attempt == 1 => {
-                    tracing::debug!(error = %e, "replacing a closed shared connection");
-                    lane.client.compare_and_swap(&Some(client), None);
-                    attempt += 1;
-                }
-                Err(e) => return Err(pg_error(e)),
-            }
-        }
-    }
-
-    /// The lane's connection, opened if it has none that is open.
-    async fn fill(&self, lane: &Lane) -> Result<Arc<Object>> {
-        // One acquire timeout for the turn and the connection together.
-        let deadline = Instant::now() + self.acquire_timeout;
-        let Ok(_filling) = tokio::time::timeout_at(deadline, lane.filling.lock()).await else {
-            return Err(Fault::AcquireTimeout(self.acquire_timeout).into());
-        };
-        if let Some(client) = lane.client.load_full().filter(|c| !c.is_closed()) {
-            return Ok(client);
-        }
-        let client = Arc::new(self.client_by(deadline).await?);
-        lane.client.store(Some(client.clone()));
-        Ok(client)
     }
 
     /// An UPDATE or DELETE of one user by name (`$1`), with `more` parameters after it; an
@@ -755,12 +668,13 @@ impl Store for PostgresStore {
     }
 
     async fn user_by_name(&self, username: &str) -> Result<Option<User>> {
-        self.read_opt(sql::USER_BY_NAME, &[&username], user_from)
+        self.shared
+            .read_opt(sql::USER_BY_NAME, &[&username], user_from)
             .await
     }
 
     async fn user_by_id(&self, id: i64) -> Result<Option<User>> {
-        self.read_opt(sql::USER_BY_ID, &[&id], user_from).await
+        self.shared.user_by_id(id).await
     }
 
     async fn list_users(&self) -> Result<Vec<User>> {
@@ -842,6 +756,7 @@ impl Store for PostgresStore {
 
     async fn is_blacklisted(&self, jti: &str) -> Result<bool> {
         let listed = self
+            .shared
             .read_opt(sql::IS_BLACKLISTED, &[&jti], |r| r.try_get(0))
             .await?;
         Ok(listed.unwrap_or(false))
@@ -1055,18 +970,23 @@ mod tests {
         Some((store, database))
     }
 
+    /// A user named `username`; their id.
+    async fn create(store: &PostgresStore, username: &str) -> i64 {
+        let user = NewUser {
+            username: username.into(),
+            password_hash: PasswordHash::from("x"),
+            is_staff: false,
+            is_superuser: false,
+        };
+        store.create_user(user, 0).await.unwrap().id
+    }
+
     #[tokio::test]
     async fn concurrent_reads_by_key_share_connections() {
         let Some((store, _database)) = fresh().await else {
             return;
         };
-        let user = NewUser {
-            username: "ada".into(),
-            password_hash: PasswordHash::from("x"),
-            is_staff: false,
-            is_superuser: false,
-        };
-        let id = store.create_user(user, 0).await.unwrap().id;
+        let id = create(&store, "ada").await;
         let reads = (0..64).map(|_| store.user_by_id(id));
         for user in futures_util::future::join_all(reads).await {
             assert_eq!(user.unwrap().unwrap().username, "ada");
@@ -1079,6 +999,75 @@ mod tests {
             "{:?}",
             store.pool.status()
         );
+    }
+
+    /// The transactions committed on `database` so far, every connection to it ended first: a
+    /// backend reports its counts as it ends, and terminating one waits for that.
+    async fn commits(database: &TestDatabase) -> i64 {
+        let server = test_database::server_url().unwrap();
+        let config: tokio_postgres::Config = database.url.parse().unwrap();
+        let name = config.get_dbname().unwrap();
+        let ended = format!(
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = '{name}'"
+        );
+        test_database::rows(&server, &ended).await;
+        let left = format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}'");
+        assert_eq!(
+            test_database::rows(&server, &left).await[0][0].as_deref(),
+            Some("0")
+        );
+        let commits = format!("SELECT xact_commit FROM pg_stat_database WHERE datname = '{name}'");
+        let rows = test_database::rows(&server, &commits).await;
+        rows[0][0].as_deref().unwrap().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn concurrent_reads_of_users_by_id_go_in_a_few_statements() {
+        let Some((store, database)) = fresh().await else {
+            return;
+        };
+        let mut ids = Vec::new();
+        for n in 0..64 {
+            ids.push(create(&store, &format!("user{n}")).await);
+        }
+        drop(store);
+        let before = commits(&database).await;
+
+        // Each statement outside a transaction commits one: a statement a read would commit 64.
+        let pool = PoolOptions {
+            max_connections: 4,
+            ..PoolOptions::default()
+        };
+        let store = PostgresStore::open(&database.url, &pool).await.unwrap();
+        let reads = ids.iter().map(|&id| store.user_by_id(id));
+        let users = futures_util::future::join_all(reads).await;
+        for (n, user) in users.into_iter().enumerate() {
+            assert_eq!(user.unwrap().unwrap().username, format!("user{n}"));
+        }
+        drop(store);
+        let committed = commits(&database).await - before;
+        // Besides the reads: the migration check, and each connection's start and prepares.
+        assert!(committed < 32, "{committed} transactions for 64 reads");
+    }
+
+    #[tokio::test]
+    async fn a_read_given_up_strands_none_of_its_batch() {
+        let Some((store, _database)) = fresh().await else {
+            return;
+        };
+        let id = create(&store, "ada").await;
+        // All queued before any is sent (this runtime runs one task at a time); the first of
+        // each lane started its batch's sending.
+        let mut reads: Vec<_> = (0..8).map(|_| Box::pin(store.user_by_id(id))).collect();
+        for read in &mut reads {
+            assert!(futures_util::poll!(read.as_mut()).is_pending());
+        }
+        drop(reads.drain(..4));
+        let rest = futures_util::future::join_all(reads);
+        let answers = tokio::time::timeout(Duration::from_secs(10), rest).await;
+        for user in answers.expect("the other reads are answered") {
+            assert_eq!(user.unwrap().unwrap().username, "ada");
+        }
     }
 
     crate::store::contract::store_contract!(match fresh().await {

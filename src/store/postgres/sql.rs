@@ -32,10 +32,11 @@ pub const USER_BY_NAME: &str = concat!(
     user_columns!(),
     " FROM users WHERE username = $1::text"
 );
-pub const USER_BY_ID: &str = concat!(
+/// The users of the ids in `$1`, in no order: a batch of reads by id in one statement.
+pub const USERS_BY_ID: &str = concat!(
     "SELECT ",
     user_columns!(),
-    " FROM users WHERE id = $1::bigint"
+    " FROM users WHERE id = ANY($1::bigint[])"
 );
 pub const LIST_USERS: &str = concat!("SELECT ", user_columns!(), " FROM users ORDER BY id");
 pub const SET_PASSWORD: &str = "UPDATE users SET password = $2::text WHERE username = $1::text";
