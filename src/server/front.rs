@@ -323,7 +323,7 @@ where
             }
         };
         let scope = this.handling.take_value().expect("taken once, at the end");
-        let (id, route) = scope.into_parts();
+        let (id, route, _user) = scope.into_parts();
         let mut response = match outcome {
             Outcome::Answered(response) => response,
             Outcome::Panicked => {
