@@ -227,7 +227,6 @@ fn init_logging(format: LogFormat) -> server::LogFlusher {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
     let buffer = server::LogBuffer::stderr();
-    server::write_access_log_to(buffer.clone(), format);
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(buffer.clone());
@@ -235,6 +234,8 @@ fn init_logging(format: LogFormat) -> server::LogFlusher {
         LogFormat::Json => logs.json().init(),
         LogFormat::Text => logs.with_ansi(ansi).init(),
     }
+    // Once the filter is in place: it decides whether access lines are written.
+    server::write_access_log_to(buffer.clone(), format);
     buffer.flush_periodically(std::time::Duration::from_millis(100))
 }
 

@@ -1,10 +1,12 @@
 //! The request being served, for what runs while serving it: its id, which every log line
-//! written meanwhile names, and the route it matched, which labels its metrics. The server sets
-//! it around each request; anything may read it.
+//! written meanwhile names, the route it matched, which labels its metrics, and the user of a
+//! token verified for it, which its access line names. The server sets it around each request;
+//! anything may read it.
 
 use axum::extract::MatchedPath;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use std::cell::RefCell;
+use smallvec::SmallVec;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -22,6 +24,20 @@ tokio::task_local! {
 pub struct Scope {
     id: HeaderValue,
     route: RefCell<Option<Route>>,
+    // Set and taken, never borrowed: no borrow flag to carry.
+    user: Cell<Option<User>>,
+}
+
+/// The user id of a token verified for the request, as the token carries it: up to 24 bytes
+/// (our ids: any `i64`) kept in place, without an allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User(SmallVec<[u8; 24]>);
+
+impl User {
+    /// The id's text (UTF-8: it was a `str`).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// The route a request matched, as the metrics name it: the router's pattern.
@@ -49,11 +65,12 @@ impl Scope {
         Scope {
             id,
             route: RefCell::new(route),
+            user: Cell::new(None),
         }
     }
 
-    pub fn into_parts(self) -> (HeaderValue, Option<Route>) {
-        (self.id, self.route.into_inner())
+    pub fn into_parts(self) -> (HeaderValue, Option<Route>, Option<User>) {
+        (self.id, self.route.into_inner(), self.user.into_inner())
     }
 }
 
@@ -66,7 +83,8 @@ pub fn from_headers(headers: &HeaderMap) -> HeaderValue {
     }
 }
 
-fn is_plain_token(id: &[u8]) -> bool {
+/// Letters, digits and `+/=._:-`, up to 200 characters: safe to log unquoted.
+pub fn is_plain_token(id: &[u8]) -> bool {
     !id.is_empty()
         && id.len() <= MAX_CLIENT_ID
         && id
@@ -89,6 +107,12 @@ pub fn scope<F: Future>(scope: Scope, f: F) -> tokio::task::futures::TaskLocalFu
 pub fn set_route(route: &MatchedPath) {
     let _ =
         CURRENT.try_with(|scope| *scope.route.borrow_mut() = Some(Route::Matched(route.clone())));
+}
+
+/// Notes the user id of a token verified for the current request (`http::auth` calls this).
+pub fn set_user(id: &str) {
+    let user = User(SmallVec::from_slice(id.as_bytes()));
+    let _ = CURRENT.try_with(|scope| scope.user.set(Some(user)));
 }
 
 /// The current request's id, `-` outside a request; for log fields: `request_id = %current()`.

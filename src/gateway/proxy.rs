@@ -202,9 +202,11 @@ fn respond(
         return Response::from_parts(parts, Body::empty());
     }
     remove_hop_by_hop(&mut parts.headers, false);
-    let body = body.map_frame(move |frame| {
+    // Holds the backend's in-flight count until the body is done; `map_err`, unlike
+    // `map_frame`, passes on the body's exact length, so that the access line need not count it.
+    let body = body.map_err(move |error| {
         let _ = &in_flight;
-        frame
+        error
     });
     Response::from_parts(parts, Body::new(body))
 }

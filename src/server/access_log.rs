@@ -1,76 +1,230 @@
-//! The access log: one line per request, in the same text or JSON shape as the other log lines,
-//! written straight into the log buffer. Formatting through `tracing` cost more than the rest of
-//! a token check, and `fmt` machinery with a fresh RFC 3339 timestamp per line still cost a
-//! fifth of it; so the text line is assembled from byte slices and the date part of the
-//! timestamp is formatted once a second.
+//! The access log: one line per request with nginx `combined`'s fields (client address, user,
+//! request, status, body bytes sent, referer, user agent), its duration and its request id, in
+//! the same text or JSON shape as the other log lines, written straight into the log buffer.
+//! Formatting through `tracing` cost more than the rest of a token check, and `fmt` machinery
+//! with a fresh RFC 3339 timestamp per line still cost a fifth of it; so the text line is
+//! assembled from byte slices (numbers by itoa, an IPv4 address by hand, on the stack) and the
+//! date part of the timestamp is formatted once a second.
+//!
+//! A line is written when the answer's head is ready if its body's length is known (JSON
+//! answers, files from memory, most proxied answers), else when its body has been sent or the
+//! client has gone (a streamed answer), with what was sent and the time taken to then, as nginx
+//! and Envoy log at the end of a stream. Query strings, the path's and the referer's, are left
+//! out: they may carry secrets.
 
 use super::LogBuffer;
-use super::observe::Served;
+use super::counted_body::Counted;
 use crate::config::LogFormat;
+use crate::request_id::{User, is_plain_token};
+use axum::body::{Body, HttpBody as _};
+use axum::extract::Request;
+use axum::http::uri::PathAndQuery;
+use axum::http::{HeaderValue, Method, StatusCode, Version, header};
+use axum::response::Response;
+use serde::Serializer;
 use std::cell::RefCell;
+use std::io::Write as _;
+use std::net::IpAddr;
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Where access lines go: the server's log buffer, or, when none was installed (a library
-/// user's app), ordinary `tracing` events.
-static ACCESS_LOG: OnceLock<(LogBuffer, LogFormat)> = OnceLock::new();
+/// Where access lines go: the server's log buffer, in its format, or nowhere (`None`) when its
+/// log filter leaves them out; unset in a library user's app, where they are `tracing` events.
+static ACCESS_LOG: OnceLock<Option<(LogBuffer, LogFormat)>> = OnceLock::new();
 
-/// Sends access lines straight to `buffer`, in `format`.
+/// Sends access lines straight to `buffer`, in `format`, if the log filter, installed by now,
+/// lets them through: asked once, as it does not change while the server runs (asking
+/// `tracing` cost 85 instructions a request).
 pub fn write_to(buffer: LogBuffer, format: LogFormat) {
-    let _ = ACCESS_LOG.set((buffer, format));
+    let enabled = tracing::enabled!(target: TARGET, tracing::Level::INFO);
+    let _ = ACCESS_LOG.set(enabled.then_some((buffer, format)));
+}
+
+fn enabled() -> bool {
+    match ACCESS_LOG.get() {
+        Some(installed) => installed.is_some(),
+        None => tracing::enabled!(target: TARGET, tracing::Level::INFO),
+    }
 }
 
 const TARGET: &str = "handstamp::access";
 
+/// What the access line says of a request, noted as it arrives: the target as the client sent
+/// it, before the path is normalized. Kept small: it travels in the request's future.
+pub struct Arrival {
+    method: Method,
+    /// `None` for a target of no path (`CONNECT`'s authority).
+    target: Option<PathAndQuery>,
+    version: Version,
+    client: Option<IpAddr>,
+    // The request's own header bytes, shared (a reference count), not copied.
+    user_agent: Option<HeaderValue>,
+    referer: Option<HeaderValue>,
+}
+
+impl Arrival {
+    /// What the line will need of `req`, from the address `client` works out; `None`, with
+    /// nothing computed, when access lines are not written.
+    pub fn note(req: &Request, client: impl FnOnce() -> Option<IpAddr>) -> Option<Self> {
+        if !enabled() {
+            return None;
+        }
+        // One pass over the few headers a request has costs less than two hashed lookups.
+        let (mut user_agent, mut referer) = (None, None);
+        for (name, value) in req.headers() {
+            if name == header::USER_AGENT {
+                user_agent = user_agent.or(Some(value));
+            } else if name == header::REFERER {
+                referer = referer.or(Some(value));
+            }
+        }
+        Some(Arrival {
+            method: req.method().clone(),
+            target: req.uri().path_and_query().cloned(),
+            version: req.version(),
+            client: client(),
+            user_agent: user_agent.cloned(),
+            referer: referer.cloned(),
+        })
+    }
+
+    /// The client's address, when the connection's is known.
+    pub fn client(&self) -> Option<IpAddr> {
+        self.client
+    }
+}
+
+/// How a request was answered.
+struct Answer<'a> {
+    request_id: &'a [u8],
+    user: Option<&'a User>,
+    status: u16,
+    bytes: u64,
+    elapsed: Duration,
+}
+
+/// Writes the line of the request `arrival` noted (nothing if it noted nothing), with id
+/// `request_id`, whose token named `user`, started at `started` and answered with `response`
+/// after `elapsed`: now when the body's length is known (nothing of it for `HEAD` and 304), else
+/// once the body has been sent, `response`'s body wrapped to count it (`arrival` then taken).
+pub fn answered(
+    arrival: &mut Option<Arrival>,
+    request_id: &HeaderValue,
+    user: Option<User>,
+    started: Instant,
+    elapsed: Duration,
+    response: &mut Response,
+) {
+    let Some(noted) = arrival else {
+        return;
+    };
+    let status = response.status();
+    let bodiless = noted.method == Method::HEAD || status == StatusCode::NOT_MODIFIED;
+    let known = match bodiless {
+        true => Some(0),
+        false => response.body().size_hint().exact(),
+    };
+    let status = status.as_u16();
+    if let Some(bytes) = known {
+        let answer = Answer {
+            request_id: request_id.as_bytes(),
+            user: user.as_ref(),
+            status,
+            bytes,
+            elapsed,
+        };
+        return write(noted, &answer);
+    }
+    let arrival = arrival.take().expect("noted");
+    let request_id = request_id.clone();
+    let body = std::mem::take(response.body_mut());
+    let counted = Counted::new(body, move |bytes| {
+        let answer = Answer {
+            request_id: request_id.as_bytes(),
+            user: user.as_ref(),
+            status,
+            bytes,
+            elapsed: started.elapsed(),
+        };
+        write(&arrival, &answer);
+    });
+    *response.body_mut() = Body::new(counted);
+}
+
+/// The line's fields; text as bytes, which the text line writes as they are (escaped where they
+/// may be a client's) and JSON as strings.
 #[derive(serde::Serialize)]
 struct Fields<'a> {
-    request_id: &'a str,
+    #[serde(serialize_with = "text")]
+    request_id: &'a [u8],
+    #[serde(serialize_with = "text_or_dash")]
+    client: Option<&'a [u8]>,
+    #[serde(serialize_with = "text_or_dash")]
+    user: Option<&'a [u8]>,
     method: &'a str,
     path: &'a str,
+    protocol: &'static str,
     status: u16,
+    bytes: u64,
     micros: u64,
+    #[serde(serialize_with = "text_or_dash")]
+    referer: Option<&'a [u8]>,
+    #[serde(serialize_with = "text_or_dash")]
+    user_agent: Option<&'a [u8]>,
 }
 
 #[derive(serde::Serialize)]
 struct JsonLine<'a> {
     timestamp: &'a str,
     level: &'static str,
-    fields: Fields<'a>,
+    fields: &'a Fields<'a>,
     target: &'static str,
 }
 
-pub fn write(served: &Served<'_>) {
-    if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
-        return;
-    }
+fn write(arrival: &Arrival, answer: &Answer<'_>) {
+    let mut address = [0; MAX_ADDRESS];
     let fields = Fields {
-        // Generated, or a client's id of plain ASCII (see `request_id`).
-        request_id: std::str::from_utf8(served.request_id).unwrap_or("-"),
-        method: served.method,
-        path: served.path,
-        status: served.status,
-        micros: served.elapsed.as_micros() as u64,
+        request_id: answer.request_id,
+        client: arrival.client.map(|ip| address_text(ip, &mut address)),
+        user: answer.user.map(User::as_bytes),
+        method: arrival.method.as_str(),
+        path: arrival.target.as_ref().map_or("", PathAndQuery::path),
+        protocol: protocol(arrival.version),
+        status: answer.status,
+        bytes: answer.bytes,
+        micros: answer.elapsed.as_micros() as u64,
+        referer: arrival
+            .referer
+            .as_ref()
+            .map(|referer| without_query(referer.as_bytes())),
+        user_agent: arrival.user_agent.as_ref().map(HeaderValue::as_bytes),
     };
-    let Some((buffer, format)) = ACCESS_LOG.get() else {
+    let Some(Some((buffer, format))) = ACCESS_LOG.get() else {
         let f = &fields;
         tracing::info!(
             target: TARGET,
-            request_id = f.request_id,
+            request_id = &*String::from_utf8_lossy(f.request_id),
+            client = &*lossy_or_dash(f.client),
+            user = &*lossy_or_dash(f.user),
             method = f.method,
             path = f.path,
+            protocol = f.protocol,
             status = f.status,
+            bytes = f.bytes,
             micros = f.micros,
+            referer = &*lossy_or_dash(f.referer),
+            user_agent = &*lossy_or_dash(f.user_agent),
         );
         return;
     };
     let timestamp = Timestamp::now();
     buffer.append(|out| match format {
-        LogFormat::Text => text_line(out, timestamp.as_str(), &fields),
+        LogFormat::Text => text_line(out, timestamp.as_bytes(), &fields),
         LogFormat::Json => {
             let line = JsonLine {
                 timestamp: timestamp.as_str(),
                 level: "INFO",
-                fields,
+                fields: &fields,
                 target: TARGET,
             };
             if serde_json::to_writer(&mut *out, &line).is_ok() {
@@ -80,38 +234,143 @@ pub fn write(served: &Served<'_>) {
     });
 }
 
-/// `<timestamp>  INFO handstamp::access: request_id=.. method=.. path=".." status=.. micros=..`,
-/// as `tracing_subscriber`'s text format writes events.
-fn text_line(out: &mut Vec<u8>, timestamp: &str, f: &Fields<'_>) {
+/// `<timestamp>  INFO handstamp::access: request_id=.. client=.. user=.. method=.. path=".."
+/// protocol=.. status=.. bytes=.. micros=.. referer=".." user_agent=".."`, as
+/// `tracing_subscriber`'s text format writes events; `-` for what is unknown or absent.
+fn text_line(out: &mut Vec<u8>, timestamp: &[u8], f: &Fields<'_>) {
     let mut number = itoa::Buffer::new();
-    out.extend_from_slice(timestamp.as_bytes());
+    out.extend_from_slice(timestamp);
     out.extend_from_slice(b"  INFO handstamp::access: request_id=");
-    out.extend_from_slice(f.request_id.as_bytes());
+    // Generated, or a client's id of plain ASCII (see `request_id`).
+    out.extend_from_slice(f.request_id);
+    out.extend_from_slice(b" client=");
+    out.extend_from_slice(f.client.unwrap_or(b"-"));
+    out.extend_from_slice(b" user=");
+    match f.user {
+        // A user id of letters and digits (the usual) as is; anything else quoted, so that no
+        // id can pass for `-` or another field.
+        Some(user) if user != b"-" && is_plain_token(user) => out.extend_from_slice(user),
+        user => quoted_or_dash(out, user),
+    }
     out.extend_from_slice(b" method=");
     out.extend_from_slice(f.method.as_bytes());
     out.extend_from_slice(b" path=");
-    quoted(out, f.path);
+    quoted(out, f.path.as_bytes());
+    out.extend_from_slice(b" protocol=");
+    out.extend_from_slice(f.protocol.as_bytes());
     out.extend_from_slice(b" status=");
-    out.extend_from_slice(number.format(f.status).as_bytes());
+    // Three digits (100 to 999, as `StatusCode` holds it).
+    let status = f.status;
+    let digit = |n: u16| b'0' + (n % 10) as u8;
+    out.extend_from_slice(&[digit(status / 100), digit(status / 10), digit(status)]);
+    out.extend_from_slice(b" bytes=");
+    out.extend_from_slice(number.format(f.bytes).as_bytes());
     out.extend_from_slice(b" micros=");
     out.extend_from_slice(number.format(f.micros).as_bytes());
+    out.extend_from_slice(b" referer=");
+    quoted_or_dash(out, f.referer);
+    out.extend_from_slice(b" user_agent=");
+    quoted_or_dash(out, f.user_agent);
     out.push(b'\n');
 }
 
-/// The path as Rust's `{:?}` quotes it, without the per-character escaping when nothing
-/// needs escaping (the usual case: paths arrive percent-encoded).
-fn quoted(out: &mut Vec<u8>, path: &str) {
-    let plain = path
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
-    if plain {
-        out.push(b'"');
-        out.extend_from_slice(path.as_bytes());
-        out.push(b'"');
-    } else {
-        use std::io::Write;
-        let _ = write!(out, "{path:?}");
+fn quoted_or_dash(out: &mut Vec<u8>, value: Option<&[u8]>) {
+    match value {
+        Some(value) => quoted(out, value),
+        None => out.push(b'-'),
     }
+}
+
+/// `value` as Rust's `{:?}` quotes a string (no quote or line break of a client's can end the
+/// field or the line), bytes that are not UTF-8 as `\xNN`; without the per-character escaping
+/// when nothing needs it (the usual case: paths arrive percent-encoded, agents are ASCII).
+fn quoted(out: &mut Vec<u8>, value: &[u8]) {
+    out.push(b'"');
+    // Every byte looked at, without an early exit: the compiler checks 16 at a time (a user
+    // agent has a hundred bytes, and needs no escaping).
+    let needs_escaping = value.iter().fold(false, |needs, &b| {
+        needs | !(b' '..=b'~').contains(&b) | (b == b'"') | (b == b'\\')
+    });
+    if !needs_escaping {
+        out.extend_from_slice(value);
+    } else {
+        for chunk in value.utf8_chunks() {
+            // `{:?}` quotes: keep what is between them.
+            let start = out.len();
+            let _ = write!(out, "{:?}", chunk.valid());
+            out.pop();
+            out.remove(start);
+            for byte in chunk.invalid() {
+                let _ = write!(out, "\\x{byte:02x}");
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// A header's text for JSON and `tracing`: bytes that are not UTF-8 replaced (U+FFFD); `-` when
+/// absent.
+fn lossy_or_dash(value: Option<&[u8]>) -> std::borrow::Cow<'_, str> {
+    value.map_or("-".into(), String::from_utf8_lossy)
+}
+
+fn text<S: Serializer>(value: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(value))
+}
+
+fn text_or_dash<S: Serializer>(value: &Option<&[u8]>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&lossy_or_dash(*value))
+}
+
+/// A referer without its query string or fragment.
+fn without_query(referer: &[u8]) -> &[u8] {
+    let end = memchr::memchr2(b'?', b'#', referer);
+    &referer[..end.unwrap_or(referer.len())]
+}
+
+/// The protocol as nginx's `$server_protocol` names it.
+fn protocol(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "-",
+    }
+}
+
+/// The longest address text: an IPv6 address with an IPv4 tail (`INET6_ADDRSTRLEN`, less the NUL).
+const MAX_ADDRESS: usize = 45;
+
+/// `ip` written into `text`: IPv4 (IPv6-mapped too) by hand, IPv6 by `Display`.
+fn address_text(ip: IpAddr, text: &mut [u8; MAX_ADDRESS]) -> &[u8] {
+    let len = match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let mut len = 0;
+            for octet in v4.octets() {
+                // Up to three digits, without leading zeros, and a dot.
+                if octet >= 100 {
+                    text[len] = b'0' + octet / 100;
+                    len += 1;
+                }
+                if octet >= 10 {
+                    text[len] = b'0' + octet / 10 % 10;
+                    len += 1;
+                }
+                text[len] = b'0' + octet % 10;
+                text[len + 1] = b'.';
+                len += 2;
+            }
+            len - 1
+        }
+        IpAddr::V6(v6) => {
+            let mut rest = &mut text[..];
+            let _ = write!(rest, "{v6}");
+            MAX_ADDRESS - rest.len()
+        }
+    };
+    &text[..len]
 }
 
 /// An RFC 3339 UTC timestamp with microseconds: `2026-11-25T10:46:00.123456Z`.
@@ -145,6 +404,10 @@ impl Timestamp {
         Timestamp(text)
     }
 
+    fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("ASCII")
     }
@@ -168,22 +431,134 @@ mod tests {
         );
     }
 
-    #[test]
-    fn text_lines_quote_paths_as_debug_formatting_does() {
-        let fields = |path| Fields {
-            request_id: "abc",
+    fn fields(path: &str) -> Fields<'_> {
+        Fields {
+            request_id: b"abc",
+            client: Some(b"192.0.2.7"),
+            user: Some(b"42"),
             method: "GET",
             path,
+            protocol: "HTTP/1.1",
             status: 200,
+            bytes: 1234,
             micros: 42,
-        };
-        for path in ["/api/token/", "/a b", "/x\"y", "/é", "/tab\there"] {
-            let mut out = Vec::new();
-            text_line(&mut out, "T", &fields(path));
-            let expected = format!(
-                "T  INFO handstamp::access: request_id=abc method=GET path={path:?} status=200 micros=42\n"
-            );
-            assert_eq!(String::from_utf8(out).unwrap(), expected);
+            referer: Some(b"https://app.example/"),
+            user_agent: None,
         }
+    }
+
+    fn text(fields: &Fields<'_>) -> String {
+        let mut out = Vec::new();
+        text_line(&mut out, b"T", fields);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn text_lines_quote_paths_as_debug_formatting_does() {
+        for path in [
+            "/api/token/",
+            "/a b",
+            "/x\"y",
+            "/é",
+            "/tab\there",
+            "/\u{301}",
+        ] {
+            let expected = format!(
+                "T  INFO handstamp::access: request_id=abc client=192.0.2.7 user=42 method=GET \
+                 path={path:?} protocol=HTTP/1.1 status=200 bytes=1234 micros=42 \
+                 referer=\"https://app.example/\" user_agent=-\n"
+            );
+            assert_eq!(text(&fields(path)), expected);
+        }
+    }
+
+    #[test]
+    fn header_bytes_are_quoted_and_escaped() {
+        let quote = |value: &[u8]| {
+            let mut out = Vec::new();
+            quoted(&mut out, value);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(quote(b"curl/8.5.0 (x; y)"), r#""curl/8.5.0 (x; y)""#);
+        assert_eq!(quote(b"a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(quote(b"line\r\nuser=root"), r#""line\r\nuser=root""#);
+        // UTF-8 as Debug shows it; other bytes, even amid UTF-8, as \xNN.
+        assert_eq!(quote("é".as_bytes()), "\"é\"");
+        assert_eq!(quote(b"\xff\xc3\xa9\xc3x\x7f"), r#""\xffé\xc3x\u{7f}""#);
+    }
+
+    #[test]
+    fn users_that_are_no_plain_token_are_quoted() {
+        let line = |user: Option<&str>| {
+            let mut f = fields("/");
+            f.user = user.map(str::as_bytes);
+            let line = text(&f);
+            let start = line.find(" user=").unwrap() + 6;
+            line[start..line.find(" method=").unwrap()].to_owned()
+        };
+        assert_eq!(line(None), "-");
+        assert_eq!(
+            line(Some("8d0c4a52-1f7e-4b43-9f3e-2c1d7ab0e5f1")),
+            "8d0c4a52-1f7e-4b43-9f3e-2c1d7ab0e5f1"
+        );
+        assert_eq!(line(Some("-")), r#""-""#);
+        assert_eq!(line(Some("a b")), r#""a b""#);
+        assert_eq!(line(Some("")), r#""""#);
+    }
+
+    #[test]
+    fn json_lines_have_the_same_fields() {
+        let mut f = fields("/x");
+        f.user_agent = Some(b"a\"\xff");
+        let json = serde_json::to_value(&f).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "request_id": "abc", "client": "192.0.2.7", "user": "42", "method": "GET",
+                "path": "/x", "protocol": "HTTP/1.1", "status": 200, "bytes": 1234, "micros": 42,
+                "referer": "https://app.example/", "user_agent": "a\"\u{fffd}",
+            })
+        );
+        f.user = None;
+        f.client = None;
+        f.referer = None;
+        let json = serde_json::to_value(&f).unwrap();
+        for key in ["user", "client", "referer"] {
+            assert_eq!(json[key], "-", "{key}");
+        }
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them_ipv4_unmapped() {
+        let mut text = [0; MAX_ADDRESS];
+        for (ip, expected) in [
+            ("0.0.0.0", "0.0.0.0"),
+            ("192.0.2.7", "192.0.2.7"),
+            ("10.100.9.190", "10.100.9.190"),
+            ("255.255.255.255", "255.255.255.255"),
+            ("::ffff:10.20.30.40", "10.20.30.40"),
+            ("::1", "::1"),
+            ("2001:db8::7", "2001:db8::7"),
+            (
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe",
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe",
+            ),
+        ] {
+            let written = address_text(ip.parse().unwrap(), &mut text);
+            assert_eq!(std::str::from_utf8(written).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn referers_lose_their_query_and_fragment() {
+        assert_eq!(
+            without_query(b"https://a.example/p?token=x"),
+            b"https://a.example/p"
+        );
+        assert_eq!(
+            without_query(b"https://a.example/p#top"),
+            b"https://a.example/p"
+        );
+        assert_eq!(without_query(b"https://a.example/"), b"https://a.example/");
     }
 }

@@ -8,6 +8,7 @@
 //! than the token check they wrapped (measured with callgrind on `GET /api/auth/check`:
 //! 18 000 instructions a request for the stack of layers).
 
+use super::access_log::Arrival;
 use super::cors::{CORS_HEADERS, Checked, Cors, CorsReply};
 use super::hot::{HotFuture, HotRoutes};
 use super::observe;
@@ -25,7 +26,7 @@ use axum::response::{IntoResponse as _, Response};
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -156,9 +157,12 @@ where
     fn serve(&mut self, mut req: Request, peer: Option<Peer>) -> Served<S::Future> {
         let started = Instant::now();
         let id = request_id::from_headers(req.headers());
-        let method = req.method().clone();
-        // The access log shows the target as the client sent it.
-        let uri = req.uri().clone();
+        // Before the path is normalized: the access log shows the target as the client sent it.
+        let arrival = Arrival::note(&req, || {
+            let proxies = &self.trusted_proxies;
+            peer.map(|peer| proxies.client_addr(peer.addr.ip(), req.headers()))
+        });
+        let known_client = arrival.as_ref().and_then(Arrival::client);
         let (route, handler, cors) = match check_target(&mut req) {
             Err(refused) => {
                 let response = Some(refused.into_response());
@@ -166,7 +170,7 @@ where
             }
             Ok(()) => match self.cors.as_ref().and_then(|cors| cors.check(&req)) {
                 None => {
-                    let (route, handler) = self.route(req, peer);
+                    let (route, handler) = self.route(req, peer, known_client);
                     (route, handler, None)
                 }
                 // Before any authentication or routing.
@@ -180,7 +184,7 @@ where
                     (Some(Route::Exact(route)), handler, Some(reply))
                 }
                 Some(Checked { reply, .. }) => {
-                    let (route, handler) = self.route(req, peer);
+                    let (route, handler) = self.route(req, peer, known_client);
                     (route, handler, Some(reply))
                 }
             },
@@ -190,17 +194,18 @@ where
             deadline: None,
             timeout: self.timeout,
             started,
-            method,
-            uri,
+            arrival,
             cors,
         }
     }
 
-    /// The hot route or the router for `req`, whose target has been checked.
+    /// The hot route or the router for `req`, whose target has been checked; `client` is the
+    /// client's address if already worked out.
     fn route(
         &mut self,
         mut req: Request,
         peer: Option<Peer>,
+        client: Option<IpAddr>,
     ) -> (Option<Route>, Handler<S::Future>) {
         // Axum's extractors read the limit from the request; a request without a body needs none.
         if !req.body().is_end_stream() {
@@ -227,9 +232,10 @@ where
             }
             None => {
                 if let Some(peer) = peer {
-                    let client = self
-                        .trusted_proxies
-                        .client_addr(peer.addr.ip(), req.headers());
+                    let client = client.unwrap_or_else(|| {
+                        self.trusted_proxies
+                            .client_addr(peer.addr.ip(), req.headers())
+                    });
                     req.extensions_mut().insert(ClientAddr(client));
                     req.extensions_mut().insert(ConnectInfo(peer.addr));
                     if self.trusted_proxies.trusts(peer.addr.ip()) {
@@ -296,8 +302,8 @@ pin_project_lite::pin_project! {
         deadline: Option<Pin<Box<Sleep>>>,
         timeout: Duration,
         started: Instant,
-        method: Method,
-        uri: Uri,
+        // What the access log noted of the request; `None` when it is off.
+        arrival: Option<Arrival>,
         // What CORS adds to the answer, if anything.
         cors: Option<Box<CorsReply>>,
     }
@@ -323,7 +329,7 @@ where
             }
         };
         let scope = this.handling.take_value().expect("taken once, at the end");
-        let (id, route) = scope.into_parts();
+        let (id, route, user) = scope.into_parts();
         let mut response = match outcome {
             Outcome::Answered(response) => response,
             Outcome::Panicked => {
@@ -333,15 +339,15 @@ where
             }
             Outcome::TimedOut => ApiError::TimedOut.into_response(),
         };
-        let elapsed = this.started.elapsed();
-        observe::request_served(observe::Served {
-            request_id: id.as_bytes(),
-            method: this.method.as_str(),
-            path: this.uri.path(),
+        let served = observe::Served {
+            request_id: &id,
             route: route.as_ref().map(|r| r.as_str()),
-            status: response.status().as_u16(),
-            elapsed,
-        });
+            user,
+            started: *this.started,
+            elapsed: this.started.elapsed(),
+            arrival: this.arrival,
+        };
+        observe::request_served(served, &mut response);
         let headers = response.headers_mut();
         // Grown once, not header by header.
         let cors = this.cors.take();

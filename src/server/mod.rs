@@ -3,6 +3,7 @@
 
 mod access_log;
 mod cors;
+mod counted_body;
 mod front;
 mod hot;
 mod log_buffer;

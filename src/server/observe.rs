@@ -2,13 +2,14 @@
 //! `request_metrics`, the rest from the Prometheus exporter), and where each answered request is
 //! logged and counted.
 
-use super::{ServeError, ServeOptions, access_log, request_metrics};
+use super::access_log::{self, Arrival};
+use super::{ServeError, ServeOptions, request_metrics};
 use crate::config::ServerSettings;
 use crate::http::error::{ApiError, not_allowed};
-use crate::request_id;
+use crate::request_id::{self, User};
 use axum::Router;
 use axum::extract::{ConnectInfo, MatchedPath, Request};
-use axum::http::{Method, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -16,7 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tower::{Layer, Service};
 
@@ -136,24 +137,33 @@ where
     }
 }
 
-/// A request answered, as the access log and the metrics see it.
+/// A request answered, as the metrics and the access log see it.
 pub struct Served<'a> {
-    pub request_id: &'a [u8],
-    pub method: &'a str,
-    pub path: &'a str,
+    pub request_id: &'a HeaderValue,
     /// The route it matched; `None` for unknown paths.
     pub route: Option<&'a str>,
-    pub status: u16,
+    /// The user of a token verified for it.
+    pub user: Option<User>,
+    pub started: Instant,
     pub elapsed: Duration,
+    /// What the access log noted as it arrived; `None` when the access log is off.
+    pub arrival: &'a mut Option<Arrival>,
 }
 
-/// Logs one line for a request and counts it. The query string is left out: it may carry
-/// secrets.
-pub fn request_served(served: Served<'_>) {
-    access_log::write(&served);
+/// Counts a request answered with `response` (its head ready) and logs its line (see
+/// [`access_log::answered`]).
+pub fn request_served(served: Served<'_>, response: &mut Response) {
     request_metrics::record(
         served.route.unwrap_or("unmatched"),
-        served.status,
+        response.status().as_u16(),
         served.elapsed,
+    );
+    access_log::answered(
+        served.arrival,
+        served.request_id,
+        served.user,
+        served.started,
+        served.elapsed,
+        response,
     );
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod access_log;
 mod architecture;
 mod browser;
 mod cli;
