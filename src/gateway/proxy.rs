@@ -6,7 +6,7 @@ use super::connections::{Returning, SendError};
 use crate::config::{AuthMode, UpstreamSettings};
 use crate::http::Tls;
 use crate::http::auth::{AuthError, Authenticated, authenticate};
-use crate::http::client::{X_FORWARDED_FOR, write_ip};
+use crate::http::client::{MAX_ADDRESS, X_FORWARDED_FOR, address_text};
 use crate::http::error::ApiError;
 use crate::request_id;
 use crate::service::AuthService;
@@ -243,7 +243,7 @@ fn forwarded_headers(parts: &axum::http::request::Parts, upgrade: bool) -> Heade
             chain.extend_from_slice(earlier.as_bytes());
             chain.extend_from_slice(b", ");
         }
-        write_ip(&mut chain, peer.ip().to_canonical());
+        chain.extend_from_slice(address_text(peer.ip(), &mut [0; MAX_ADDRESS]));
         if let Ok(chain) = HeaderValue::from_maybe_shared(Bytes::from(chain)) {
             headers.insert(X_FORWARDED_FOR, chain);
         }

@@ -15,6 +15,7 @@
 use super::LogBuffer;
 use super::counted_body::Counted;
 use crate::config::LogFormat;
+use crate::http::client::{MAX_ADDRESS, address_text};
 use crate::request_id::{User, is_plain_token};
 use axum::body::{Body, HttpBody as _};
 use axum::extract::Request;
@@ -340,39 +341,6 @@ fn protocol(version: Version) -> &'static str {
     }
 }
 
-/// The longest address text: an IPv6 address with an IPv4 tail (`INET6_ADDRSTRLEN`, less the NUL).
-const MAX_ADDRESS: usize = 45;
-
-/// `ip` written into `text`: IPv4 (IPv6-mapped too) by hand, IPv6 by `Display`.
-fn address_text(ip: IpAddr, text: &mut [u8; MAX_ADDRESS]) -> &[u8] {
-    let len = match ip.to_canonical() {
-        IpAddr::V4(v4) => {
-            let mut len = 0;
-            for octet in v4.octets() {
-                // Up to three digits, without leading zeros, and a dot.
-                if octet >= 100 {
-                    text[len] = b'0' + octet / 100;
-                    len += 1;
-                }
-                if octet >= 10 {
-                    text[len] = b'0' + octet / 10 % 10;
-                    len += 1;
-                }
-                text[len] = b'0' + octet % 10;
-                text[len + 1] = b'.';
-                len += 2;
-            }
-            len - 1
-        }
-        IpAddr::V6(v6) => {
-            let mut rest = &mut text[..];
-            let _ = write!(rest, "{v6}");
-            MAX_ADDRESS - rest.len()
-        }
-    };
-    &text[..len]
-}
-
 /// An RFC 3339 UTC timestamp with microseconds: `2026-11-25T10:46:00.123456Z`.
 struct Timestamp([u8; 27]);
 
@@ -525,27 +493,6 @@ mod tests {
         let json = serde_json::to_value(&f).unwrap();
         for key in ["user", "client", "referer"] {
             assert_eq!(json[key], "-", "{key}");
-        }
-    }
-
-    #[test]
-    fn addresses_are_written_as_display_writes_them_ipv4_unmapped() {
-        let mut text = [0; MAX_ADDRESS];
-        for (ip, expected) in [
-            ("0.0.0.0", "0.0.0.0"),
-            ("192.0.2.7", "192.0.2.7"),
-            ("10.100.9.190", "10.100.9.190"),
-            ("255.255.255.255", "255.255.255.255"),
-            ("::ffff:10.20.30.40", "10.20.30.40"),
-            ("::1", "::1"),
-            ("2001:db8::7", "2001:db8::7"),
-            (
-                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe",
-                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe",
-            ),
-        ] {
-            let written = address_text(ip.parse().unwrap(), &mut text);
-            assert_eq!(std::str::from_utf8(written).unwrap(), expected);
         }
     }
 
