@@ -8,7 +8,8 @@
 # Servers: handstamp (its `[[static]]` and `[[upstream]]`) and nginx 1.22 from Debian's packages
 # (installed with apt-get when missing), one worker, `sendfile on`, upstream keep-alive, an access log
 # with a 64k buffer; both pinned to CPU 0, in front of the same fixed backend (a second nginx answering
-# a fixed 200), pinned with the load generator (wrk -t1 -c32, or bench/tls_handshakes.py) on CPU 1.
+# a fixed 200), pinned with the load generator (wrk -t1 -c32, or bench/handshakes for new TLS
+# connections) on CPU 1.
 # Each is configured in a temporary directory (its own prefix, pid and log paths; never /etc/nginx).
 # Prints a Markdown table (median of the rounds, lowest and highest, the ratio, the target met or
 # missed, each server's CPU time per request) and writes it to bench/gateway_results.md. Exits 1 when
@@ -34,7 +35,6 @@ done
 ROUNDS=${BENCH_ROUNDS:-3}
 CONNECTIONS=32
 RSS_CONNECTIONS=256
-HANDSHAKE_THREADS=8
 SERVERS=(hs nginx)
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -82,6 +82,13 @@ fi
 # A copy: a build of another tree into the same target directory must not swap it mid-run.
 HS_BIN=$WORK/handstamp
 cp "$HS_SOURCE" "$HS_BIN"
+if [[ " ${ROWS[*]} " == *" handshake "* ]]; then
+  log "cargo build --release (bench/handshakes)"
+  # Its own target directory, as bench/naive's: a CARGO_TARGET_DIR shared with handstamp would mix
+  # the two.
+  (cd "$BENCH_DIR/handshakes" && CARGO_TARGET_DIR="$BENCH_DIR/handshakes/target" cargo build --release --quiet)
+  HANDSHAKES_BIN=$BENCH_DIR/handshakes/target/release/handshakes
+fi
 
 cd "$WORK"
 while read -r var; do unset "$var"; done < <(compgen -e | grep -E '^HANDSTAMP_' || true)
@@ -349,8 +356,8 @@ run_load() {
   if [ "$row" = handshake ]; then
     local port=${PORT[nginx_tls]}
     [ "$s" = nginx ] || port=${PORT[hs_tls]}
-    taskset -c 1 python3 "$BENCH_DIR/tls_handshakes.py" 127.0.0.1 "$port" /static/1k.bin "$DURATION_S" \
-      "$HANDSHAKE_THREADS" >"$out" 2>&1 || true
+    taskset -c 1 "$HANDSHAKES_BIN" 127.0.0.1 "$port" /static/1k.bin "$DURATION_S" "$conns" >"$out" 2>&1 ||
+      true
   else
     request "$row" "$s"
     taskset -c 1 wrk -t1 -c"$conns" -d"${DURATION_S}s" --timeout 10s -s "$BENCH_DIR/gateway.lua" \

@@ -29,7 +29,7 @@ ROWS = {
     "auth_keepalive": ("proxy with auth required, nginx's `auth_request` over kept-alive connections"
                        " (handstamp: its auth row)", None, "req/s"),
     "https": ("HTTPS static file, 1 KiB, keep-alive (TLS 1.3, ECDSA P-256)", 1.0, "req/s"),
-    "handshake": ("new TLS 1.3 handshakes + one 1 KiB GET each (`tls_handshakes.py`)", 1.0, "conn/s"),
+    "handshake": ("new TLS 1.3 handshakes + one 1 KiB GET each (`bench/handshakes`)", 1.0, "conn/s"),
     "rss_mib": ("peak RSS after the proxy row at 256 connections, MiB (lower is better; nginx: master +"
                 " worker)", None, "MiB"),
 }
