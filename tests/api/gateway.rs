@@ -780,38 +780,22 @@ async fn static_files_with_validators_ranges_and_precompression() {
     assert_eq!(r.text().await.unwrap(), "0123456789");
 
     let r = s
-        .client
-        .get(&url)
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+        .get_with("/static/sub/page.txt", &[("if-none-match", &etag)])
+        .await;
     assert_eq!(r.status(), 304);
     assert_eq!(r.headers()["etag"], etag.as_str());
     let r = s
-        .client
-        .get(&url)
-        .header("if-modified-since", &modified)
-        .send()
-        .await
-        .unwrap();
+        .get_with("/static/sub/page.txt", &[("if-modified-since", &modified)])
+        .await;
     assert_eq!(r.status(), 304);
     let r = s
-        .client
-        .get(&url)
-        .header("if-none-match", "W/\"other\"")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/static/sub/page.txt", &[("if-none-match", "W/\"other\"")])
+        .await;
     assert_eq!(r.status(), 200);
 
     let r = s
-        .client
-        .get(&url)
-        .header("range", "bytes=2-5")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/static/sub/page.txt", &[("range", "bytes=2-5")])
+        .await;
     assert_eq!(r.status(), 206);
     assert_eq!(r.headers()["content-range"], "bytes 2-5/10");
     assert_eq!(r.text().await.unwrap(), "2345");

@@ -95,41 +95,36 @@ async fn head_conditional_requests_and_vary() {
     let etag = r.headers()["etag"].clone();
     assert_eq!(r.headers()["content-length"], "12");
     let r = s
-        .client
-        .get(&url)
-        .header("if-modified-since", &modified)
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/static/page.html",
+            &[("if-modified-since", modified.to_str().unwrap())],
+        )
+        .await;
     assert_eq!(r.status(), 304);
     assert_eq!(r.headers()["etag"], etag);
     // With If-None-Match, If-Modified-Since is not looked at.
     let r = s
-        .client
-        .get(&url)
-        .header("if-modified-since", &modified)
-        .header("if-none-match", "W/\"other\"")
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/static/page.html",
+            &[
+                ("if-modified-since", modified.to_str().unwrap()),
+                ("if-none-match", "W/\"other\""),
+            ],
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let r = s
-        .client
-        .get(&url)
-        .header("if-modified-since", "Thu, 01 Jan 1970 00:00:00 GMT")
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/static/page.html",
+            &[("if-modified-since", "Thu, 01 Jan 1970 00:00:00 GMT")],
+        )
+        .await;
     assert_eq!(r.status(), 200);
 
     // The precompressed sibling, with its own validator and the original's type.
     let r = s
-        .client
-        .get(&url)
-        .header("accept-encoding", "gzip, br")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/static/page.html", &[("accept-encoding", "gzip, br")])
+        .await;
     assert_eq!(r.headers()["content-encoding"], "gzip");
     assert_eq!(r.headers()["content-type"], "text/html");
     assert_eq!(r.headers()["vary"], "accept-encoding");
@@ -138,12 +133,8 @@ async fn head_conditional_requests_and_vary() {
     // A sibling that appears is served on the next request.
     std::fs::write(dir.path().join("page.html.br"), "BR").unwrap();
     let r = s
-        .client
-        .get(&url)
-        .header("accept-encoding", "gzip, br")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/static/page.html", &[("accept-encoding", "gzip, br")])
+        .await;
     assert_eq!(r.headers()["content-encoding"], "br");
     assert_eq!(r.bytes().await.unwrap(), "BR");
 }
@@ -166,12 +157,8 @@ async fn large_files_and_more_files_than_the_cache_holds() {
     assert!(headers.get("etag").is_some());
     assert!(body == large, "the large file comes whole");
     let r = s
-        .client
-        .get(s.url("/static/large.bin"))
-        .header("range", "bytes=2000000-2000009")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/static/large.bin", &[("range", "bytes=2000000-2000009")])
+        .await;
     assert_eq!(r.status(), 206);
     assert_eq!(r.bytes().await.unwrap(), &large[2000000..2000010]);
 

@@ -136,6 +136,15 @@ impl TestServer {
             .unwrap()
     }
 
+    /// `GET path` with `headers`.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut request = self.client.get(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
+    }
+
     pub async fn get_bearer(&self, path: &str, token: &str) -> Response {
         self.client
             .get(self.url(path))
