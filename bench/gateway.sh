@@ -41,6 +41,7 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
 log() { echo "bench: $*" >&2; }
 . "$BENCH_DIR/cpu.sh"
+. "$BENCH_DIR/servers.sh"
 CLK_TCK=$(getconf CLK_TCK)
 
 # --- tools -------------------------------------------------------------------------------------
@@ -94,9 +95,6 @@ cd "$WORK"
 while read -r var; do unset "$var"; done < <(compgen -e | grep -E '^HANDSTAMP_' || true)
 unset RUST_LOG
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 declare -A PORT=(
   [backend]=$(free_port) [hs]=$(free_port) [hs_tls]=$(free_port) [nginx]=$(free_port)
   [nginx_tls]=$(free_port)
@@ -270,36 +268,11 @@ health_url() {
   esac
 }
 
-server_failed() { # NAME MESSAGE
-  log "$1: $2; last lines of its log:"
-  tail -n 20 "$WORK/$1.log" >&2
-  [ ! -f "$WORK/$1/logs/error.log" ] || tail -n 20 "$WORK/$1/logs/error.log" >&2
-  exit 1
-}
-
 start_server() { # NAME: a new process on its CPU, answering when this returns
-  local s=$1
-  server_cmd "$s"
-  taskset -c "$CPU" "${CMD[@]}" >>"$WORK/$s.log" 2>&1 &
-  PID[$s]=$!
-  for _ in $(seq 1 300); do
-    [ "$(curl -sk -o /dev/null -w '%{http_code}' "$(health_url "$s")" || true)" = 200 ] && return 0
-    kill -0 "${PID[$s]}" 2>/dev/null || server_failed "$s" "exited during start-up"
-    sleep 0.1
-  done
-  server_failed "$s" "no answer within 30 s"
+  server_cmd "$1"
+  launch "$1" "$CPU" "$(health_url "$1")" "${CMD[@]}"
 }
 
-stop_server() { # NAME
-  local pid=${PID[$1]:-}
-  unset "PID[$1]"
-  [ -n "$pid" ] || return 0
-  kill "$pid" 2>/dev/null || true # nginx: SIGTERM is its fast shutdown, workers included
-  wait "$pid" 2>/dev/null || true
-}
-
-# The processes whose CPU time a row's server spends: nginx's worker (not its idle master);
-# handstamp's process; for nginx's auth rows also the handstamp answering its auth_request.
 nginx_worker() { ps -o pid= --ppid "${PID[nginx]}" | tr -d ' ' | head -n 1; }
 cpu_pids() { # ROW SERVER
   case $2:$1 in

@@ -40,6 +40,7 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
 VENV=${BENCH_VENV:-$HOME/.cache/handstamp-bench/venv}
 log() { echo "bench: $*" >&2; }
+. "$BENCH_DIR/servers.sh"
 
 # --- the servers and what each scenario asks of them ---------------------------------------------
 SERVERS=(hs naive django)
@@ -206,37 +207,12 @@ setup_public_key_hs() {
 }
 
 # --- server processes --------------------------------------------------------------------------
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-server_failed() { # SERVER MESSAGE
-  log "$1: $2; last lines of its log:"
-  tail -n 20 "$WORK/$1.log" >&2
-  exit 1
-}
-
 start_server() { # SERVER: a new process, pinned to CPU 0, answering /healthz when this returns
   local s=$1 port
   port=$(free_port)
   server_cmd "$s" "$port"
-  taskset -c 0 "${CMD[@]}" >>"$WORK/$s.log" 2>&1 &
-  PID[$s]=$!
   PORT[$s]=$port
-  for _ in $(seq 1 300); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz" || true)" = 200 ] && return 0
-    kill -0 "${PID[$s]}" 2>/dev/null || server_failed "$s" "exited during start-up"
-    sleep 0.1
-  done
-  server_failed "$s" "no answer from /healthz within 30 s"
-}
-
-stop_server() { # SERVER
-  local pid=${PID[$1]:-}
-  unset "PID[$1]"
-  [ -n "$pid" ] || return 0
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  launch "$s" 0 "http://127.0.0.1:$port/healthz" "${CMD[@]}"
 }
 
 url_of() { echo "http://127.0.0.1:${PORT[$1]}"; }
