@@ -2,7 +2,7 @@
 """Instructions per request of one route under callgrind: noise-free where wrk is not (a busy
 machine, other processes on the server's CPU), so an A/B of a small change shows up.
 
-    callgrind.py [--algorithm ALG] [--static DIR] [--upstream URL] BINARY [PATH] [REQUESTS]
+    callgrind.py [--algorithm ALG] [--static DIR] [--upstream URL] [--keep FILE] BINARY [PATH] [REQUESTS]
                                                 PATH default /api/auth/check, REQUESTS 2000
 
 Runs BINARY serve under valgrind with instrumentation off, with a user `bench` and an access token of
@@ -28,6 +28,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -69,6 +70,7 @@ def main():
     parser.add_argument("--algorithm", help="a public-key algorithm (default: HS256, minted tokens)")
     parser.add_argument("--static", help="a directory to serve under /static/")
     parser.add_argument("--upstream", help="a backend's URL to proxy /app/ to")
+    parser.add_argument("--keep", help="copy the callgrind dump to this file (for callgrind_annotate)")
     parser.add_argument("binary")
     parser.add_argument("path", nargs="?", default="/api/auth/check")
     parser.add_argument("requests", nargs="?", type=int, default=2000)
@@ -129,7 +131,10 @@ def main():
             requests(conn, path, token, count)
             control("--dump")
             total = 0
-            for line in open(max(glob.glob(f"{out}.*"), key=os.path.getmtime)):
+            dump = max(glob.glob(f"{out}.*"), key=os.path.getmtime)
+            if args.keep:
+                shutil.copyfile(dump, args.keep)
+            for line in open(dump):
                 if line.startswith(("summary:", "totals:")):
                     total = int(line.split()[1])
                     break

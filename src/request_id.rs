@@ -45,8 +45,8 @@ pub enum Route {
     Matched(MatchedPath),
     /// A route the server answers before the router, by exact path.
     Exact(&'static str),
-    /// A static directory the server answers before the router, by prefix: the router's
-    /// pattern for it.
+    /// A static directory or an upstream the server answers before the router, by prefix: the
+    /// router's pattern for it.
     Prefix(Arc<str>),
 }
 

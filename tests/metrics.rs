@@ -221,3 +221,52 @@ async fn metrics_bind_moves_metrics_to_a_listener_of_their_own() {
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
 }
+
+/// Static files and proxied paths, answered before the router when nothing else is under their
+/// prefix, are counted under the router's names for them, the upstream's bare prefix included.
+#[tokio::test]
+async fn gateway_routes_are_counted_under_the_routers_names() {
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_url = format!("http://{}", backend.local_addr().unwrap());
+    let app = axum::Router::new().fallback(|| async { "from the backend" });
+    tokio::spawn(async move { axum::serve(backend, app).await });
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("a.txt"), "a file").unwrap();
+    let dir = files.path().to_path_buf();
+    let s = TestServer::start_with(|c: &mut Settings| {
+        c.statics = vec![handstamp::config::StaticMount {
+            prefix: "/files/".into(),
+            dir,
+        }];
+        c.upstreams = vec![handstamp::config::UpstreamSettings {
+            prefix: "/app/".into(),
+            backends: vec![backend_url],
+            auth: handstamp::config::AuthMode::None,
+            balance: handstamp::config::Balance::RoundRobin,
+            health_path: "/".into(),
+            health_interval: std::time::Duration::from_secs(60),
+        }];
+    })
+    .await;
+    for (path, status) in [
+        ("/app/", 200),
+        ("/app/deep/path", 200),
+        ("/app/other", 200),
+        ("/files/a.txt", 200),
+        ("/files/missing.txt", 404),
+    ] {
+        let r = s.client.get(s.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+    }
+    let text = scrape(&s).await;
+    for (route, status, count) in [
+        ("/app/", 200, 1.0),
+        ("/app/{*rest}", 200, 2.0),
+        ("/files/{*file}", 200, 1.0),
+        ("/files/{*file}", 404, 1.0),
+    ] {
+        let series =
+            format!(r#"handstamp_http_requests_total{{route="{route}",status="{status}"}}"#);
+        assert_eq!(sample(&text, &series), count, "{series}\n{text}");
+    }
+}

@@ -6,7 +6,7 @@ mod connections;
 mod proxy;
 mod static_files;
 
-pub use proxy::USER_ID;
+pub use proxy::{USER_ID, Upstream};
 pub use static_files::{Mount, serve as serve_static};
 
 /// Forward-auth's path (`GET`), as the router names it.
@@ -23,8 +23,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{any, get};
-use proxy::Upstream;
 use serde::Serialize;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// The gateway's routes and the state of its upstreams.
@@ -55,9 +56,12 @@ impl Gateway {
         Gateway { upstreams, mounts }
     }
 
-    /// The static directories, for answering before the router ([`Mount::prefix`]).
-    pub fn mounts(&self) -> &[Arc<Mount>] {
-        &self.mounts
+    /// The static directories and the upstreams, each with what it serves under its prefix.
+    pub fn prefixed(&self) -> Vec<Prefixed> {
+        let files = self.mounts.iter().cloned().map(Prefixed::Files);
+        files
+            .chain(self.upstreams.iter().cloned().map(Prefixed::Proxy))
+            .collect()
     }
 
     /// Starts the active health checks; call once, inside the runtime.
@@ -104,16 +108,77 @@ impl Gateway {
             }
         }
         for upstream in &self.upstreams {
-            let at = upstream.settings.prefix.trim_end_matches('/');
+            let at = upstream.prefix().trim_end_matches('/');
             let handler = any(proxy_to).with_state((upstream.clone(), service.clone()));
             router = router
-                .route(&format!("{at}/{{*rest}}"), handler.clone())
+                .route(upstream.pattern(), handler.clone())
                 .route(&format!("{at}/"), handler.clone());
             if !at.is_empty() {
                 router = router.route(at, handler);
             }
         }
         router.with_state(service)
+    }
+}
+
+/// Everything under a prefix, answered by one handler: a static directory or an upstream.
+/// Answered before the router (`server::HotRoutes`) when the router has no other route there.
+#[derive(Debug, Clone)]
+pub enum Prefixed {
+    Files(Arc<Mount>),
+    Proxy(Arc<Upstream>),
+}
+
+impl Prefixed {
+    /// The prefix, ending in `/`.
+    pub fn prefix(&self) -> &str {
+        match self {
+            Prefixed::Files(mount) => mount.prefix(),
+            Prefixed::Proxy(upstream) => upstream.prefix(),
+        }
+    }
+
+    /// Whether `path` is this one's: a path under the prefix, or for an upstream the prefix
+    /// itself too (a directory has no listing: the router answers its 404).
+    pub fn serves(&self, path: &str) -> bool {
+        let prefix = self.prefix();
+        let under = match self {
+            Prefixed::Files(_) => path.len() > prefix.len(),
+            Prefixed::Proxy(_) => true,
+        };
+        under && path.starts_with(prefix)
+    }
+
+    /// How the router names the route of `path`, one this serves: the metrics' label.
+    pub fn route(&self, path: &str) -> Arc<str> {
+        match self {
+            Prefixed::Files(mount) => mount.route(),
+            Prefixed::Proxy(upstream) if path.len() == upstream.prefix().len() => {
+                upstream.prefix().clone()
+            }
+            Prefixed::Proxy(upstream) => upstream.pattern().clone(),
+        }
+    }
+
+    /// Whether the answer reads the connection's extensions (the peer's address, TLS): the
+    /// proxy's forwarded headers and CSRF check do.
+    pub fn reads_peer(&self) -> bool {
+        matches!(self, Prefixed::Proxy(_))
+    }
+
+    /// The answer to `req`, a request under the prefix, as the router's route gives it.
+    pub fn answer(
+        &self,
+        service: Arc<AuthService>,
+        req: Request,
+    ) -> Pin<Box<dyn Future<Output = Response> + Send>> {
+        match self {
+            Prefixed::Files(mount) => Box::pin(static_files::serve(State(mount.clone()), req)),
+            Prefixed::Proxy(upstream) => {
+                let upstream = upstream.clone();
+                Box::pin(async move { upstream.forward(&service, req).await })
+            }
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The header carrying the authenticated user's id to the backend.
@@ -43,6 +44,10 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 pub struct Upstream {
     pub settings: UpstreamSettings,
     pub pool: Pool,
+    /// The router's patterns, the metrics' names: the prefix itself (ending in `/`), and the
+    /// paths under it.
+    prefix: Arc<str>,
+    pattern: Arc<str>,
     max_body: usize,
     /// The `check_user` setting: the token's user is loaded and must be active.
     check_user: bool,
@@ -50,12 +55,24 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(settings: UpstreamSettings, max_body: usize, check_user: bool) -> Self {
+        let at = settings.prefix.trim_end_matches('/');
         Upstream {
             pool: Pool::new(&settings.backends, settings.balance),
+            prefix: format!("{at}/").into(),
+            pattern: format!("{at}/{{*rest}}").into(),
             settings,
             max_body,
             check_user,
         }
+    }
+
+    /// The prefix, ending in `/`.
+    pub fn prefix(&self) -> &Arc<str> {
+        &self.prefix
+    }
+
+    pub fn pattern(&self) -> &Arc<str> {
+        &self.pattern
     }
 
     /// The request's identity: a valid access token (Bearer, or the access cookie with the CSRF

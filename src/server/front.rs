@@ -226,29 +226,40 @@ where
             .and_then(|hot| Some((hot, hot.route(&req)?)));
         match hot {
             Some((hot, route)) => {
-                let label = hot.label(route);
+                if hot.reads_peer(route) {
+                    self.note_peer(&mut req, peer, client);
+                }
+                let label = hot.label(route, req.uri().path());
                 let answer = hot.answer(route, req);
                 (Some(label), Handler::Hot { answer })
             }
             None => {
-                if let Some(peer) = peer {
-                    let client = client.unwrap_or_else(|| {
-                        self.trusted_proxies
-                            .client_addr(peer.addr.ip(), req.headers())
-                    });
-                    req.extensions_mut().insert(ClientAddr(client));
-                    req.extensions_mut().insert(ConnectInfo(peer.addr));
-                    if self.trusted_proxies.trusts(peer.addr.ip()) {
-                        req.extensions_mut().insert(Proxied);
-                    }
-                    if peer.tls {
-                        req.extensions_mut().insert(Tls(true));
-                    }
-                }
+                self.note_peer(&mut req, peer, client);
                 let inner = &mut self.inner;
                 let routed = catch_unwind(AssertUnwindSafe(|| inner.call(req))).ok();
                 (None, Handler::Routed { routed })
             }
+        }
+    }
+}
+
+impl<S> Front<S> {
+    /// Puts what is known of the connection in `req`'s extensions, for the handlers that read
+    /// it; `client` is the client's address if already worked out.
+    fn note_peer(&self, req: &mut Request, peer: Option<Peer>, client: Option<IpAddr>) {
+        let Some(peer) = peer else { return };
+        let client = client.unwrap_or_else(|| {
+            self.trusted_proxies
+                .client_addr(peer.addr.ip(), req.headers())
+        });
+        let extensions = req.extensions_mut();
+        extensions.insert(ClientAddr(client));
+        extensions.insert(ConnectInfo(peer.addr));
+        if self.trusted_proxies.trusts(peer.addr.ip()) {
+            extensions.insert(Proxied);
+        }
+        if peer.tls {
+            extensions.insert(Tls(true));
         }
     }
 }

@@ -5,16 +5,17 @@
 //! (callgrind, `GET /api/auth/check`: 51.7k -> 45.7k instructions a request). Any other method
 //! or path, `HEAD` and `OPTIONS` included, goes through the router as before.
 //!
-//! Files under a static directory's prefix are answered here too, by prefix, with the router's
-//! handler, for the same reason (callgrind, a 1 KiB file: 30.6k -> 23.4k instructions a
-//! request); `server::app` hands over only the directories under which the router has no other
-//! route, so that the answer is the router's.
+//! Files under a static directory's prefix and requests under an upstream's are answered here
+//! too, by prefix, with the router's handler, for the same reason (callgrind, a 1 KiB file:
+//! 30.6k -> 23.4k instructions a request; a proxied GET: 51.7k -> 45.7k); `server::app` hands
+//! over only the prefixes under which the router has no other route, so that the answer is the
+//! router's.
 
 use crate::api::{self, Answer};
-use crate::gateway::{FORWARD_AUTH, Mount, forward_auth, forward_auth_user, serve_static};
+use crate::gateway::{FORWARD_AUTH, Prefixed, forward_auth, forward_auth_user};
 use crate::request_id::Route;
 use crate::service::AuthService;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::handler::Handler;
 use axum::http::Method;
 use axum::response::Response;
@@ -28,8 +29,8 @@ pub type HotFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 enum Endpoint {
     ForwardAuth,
     Api(Answer),
-    /// The static directory of this index in `statics`.
-    Static(usize),
+    /// The static directory or upstream of this index in `prefixed`.
+    Prefixed(usize),
 }
 
 /// A request for one of the hot routes.
@@ -47,8 +48,8 @@ pub struct HotRoutes {
     /// Method, path (also the metrics label, as the router names the route) and endpoint:
     /// forward-auth and the API's hot routes ([`api::ROUTES`]), each with and without the slash.
     routes: Arc<[(Method, &'static str, Endpoint)]>,
-    /// Static directories, none inside another's prefix.
-    statics: Arc<[Arc<Mount>]>,
+    /// Static directories and upstreams, none inside another's prefix.
+    prefixed: Arc<[Prefixed]>,
 }
 
 impl HotRoutes {
@@ -64,14 +65,14 @@ impl HotRoutes {
             service,
             check_user,
             routes,
-            statics: Arc::new([]),
+            prefixed: Arc::new([]),
         }
     }
 
-    /// Also answers the files of `mounts`, whose prefixes the router must have no other route
-    /// under (and none of which is under another's).
-    pub fn with_statics(mut self, mounts: Vec<Arc<Mount>>) -> Self {
-        self.statics = mounts.into();
+    /// Also answers what is under the prefixes of `prefixed` (files, upstreams), under which
+    /// the router must have no other route (and none of which is under another's).
+    pub fn with_prefixed(mut self, prefixed: Vec<Prefixed>) -> Self {
+        self.prefixed = prefixed.into();
         self
     }
 
@@ -84,22 +85,28 @@ impl HotRoutes {
             .find(|(method, route, _)| method == req.method() && *route == path)
             .map(|&(_, path, endpoint)| HotRoute { path, endpoint });
         exact.or_else(|| {
-            let index = self.statics.iter().position(|mount| {
-                let prefix = mount.prefix();
-                path.len() > prefix.len() && path.starts_with(prefix)
-            })?;
+            let index = self.prefixed.iter().position(|p| p.serves(path))?;
             Some(HotRoute {
                 path: "",
-                endpoint: Endpoint::Static(index),
+                endpoint: Endpoint::Prefixed(index),
             })
         })
     }
 
-    /// How the metrics name `route`: as the router would.
-    pub fn label(&self, route: HotRoute) -> Route {
+    /// How the metrics name `route`, for a request for `path`: as the router would.
+    pub fn label(&self, route: HotRoute, path: &str) -> Route {
         match route.endpoint {
-            Endpoint::Static(index) => Route::Prefix(self.statics[index].route()),
+            Endpoint::Prefixed(index) => Route::Prefix(self.prefixed[index].route(path)),
             _ => Route::Exact(route.path),
+        }
+    }
+
+    /// Whether the answer to `route` reads the connection's extensions, as routes behind the
+    /// router do (see `Front`'s `Peer`).
+    pub fn reads_peer(&self, route: HotRoute) -> bool {
+        match route.endpoint {
+            Endpoint::Prefixed(index) => self.prefixed[index].reads_peer(),
+            _ => false,
         }
     }
 
@@ -112,9 +119,7 @@ impl HotRoutes {
             }
             Endpoint::ForwardAuth => Handler::call(forward_auth, req, state),
             Endpoint::Api(answer) => answer(req, state),
-            Endpoint::Static(index) => {
-                Box::pin(serve_static(State(self.statics[index].clone()), req))
-            }
+            Endpoint::Prefixed(index) => self.prefixed[index].answer(state, req),
         }
     }
 }

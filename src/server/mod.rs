@@ -21,7 +21,7 @@ pub use tls::{CertStore, TlsError};
 
 use crate::api;
 use crate::config::{ServerSettings, Settings};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Prefixed};
 use crate::http::client::TrustedProxies;
 use crate::service::AuthService;
 use axum::Router;
@@ -69,35 +69,26 @@ pub fn app(service: Arc<AuthService>, settings: &Settings) -> App {
         .flat_map(|route| [route.path, route.bare()])
         .chain([crate::gateway::FORWARD_AUTH]);
     let cors = cors::Cors::new(&settings.cors, own.clone());
-    let statics = alone(&gateway, settings, own.chain(["/metrics"]));
-    let hot = HotRoutes::new(service, settings.server.check_user).with_statics(statics);
+    let prefixed = alone(&gateway, own.chain(["/metrics"]));
+    let hot = HotRoutes::new(service, settings.server.check_user).with_prefixed(prefixed);
     layered(router, &settings.server)
         .with_hot_routes(hot)
         .with_cors(cors)
 }
 
-/// The static directories under whose prefix the router has no other route (an upstream's, a
-/// nested directory's, one of ours): `Front` may answer their files without asking it.
-fn alone<'a>(
-    gateway: &Gateway,
-    settings: &Settings,
-    own: impl Iterator<Item = &'a str>,
-) -> Vec<Arc<crate::gateway::Mount>> {
+/// The static directories and upstreams under whose prefix the router has no other route
+/// (another directory's or upstream's, one of ours): `Front` may answer them without asking it.
+fn alone<'a>(gateway: &Gateway, own: impl Iterator<Item = &'a str>) -> Vec<Prefixed> {
     let own: Vec<&str> = own.collect();
-    let prefixes: Vec<&str> = (settings.statics.iter().map(|s| s.prefix.as_str()))
-        .chain(settings.upstreams.iter().map(|u| u.prefix.as_str()))
-        .collect();
-    gateway
-        .mounts()
-        .iter()
-        .filter(|mount| {
-            let prefix = mount.prefix();
-            let inside = |path: &&&str| path.starts_with(prefix);
-            // Its own prefix is the one that may be there.
-            prefixes.iter().filter(inside).count() == 1 && !own.iter().any(|p| inside(&p))
-        })
-        .cloned()
-        .collect()
+    let prefixed = gateway.prefixed();
+    let alone = |candidate: &Prefixed| {
+        let prefix = candidate.prefix();
+        let inside = |path: &&str| path.starts_with(prefix);
+        // Its own prefix is the one that may be there.
+        let others = prefixed.iter().map(Prefixed::prefix).filter(inside).count() > 1;
+        !others && !own.iter().any(inside)
+    };
+    prefixed.iter().filter(|p| alone(p)).cloned().collect()
 }
 
 /// Wraps any router (the API, or an app that embeds it) in what the server does around each
