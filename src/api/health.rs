@@ -1,9 +1,10 @@
 //! Liveness and readiness.
 
-use crate::http::Readiness;
+use crate::http::{Readiness, json_response};
 use crate::service::AuthService;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::{Extension, Json};
 use serde::Serialize;
 use std::sync::Arc;
@@ -16,12 +17,9 @@ pub struct Status {
     unhealthy: Vec<String>,
 }
 
-/// Answers while the process serves.
-pub async fn healthz() -> Json<Status> {
-    Json(Status {
-        status: "ok",
-        unhealthy: Vec::new(),
-    })
+/// Answers while the process serves: always the same bytes, made once.
+pub async fn healthz() -> Response {
+    json_response(StatusCode::OK, r#"{"status":"ok"}"#)
 }
 
 /// Answers 200 only while the database does, listing anything else that is down.
