@@ -36,7 +36,7 @@ use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Sleep;
 use tower::Service;
 
-/// Headers on every response, as Django's security middleware sends them.
+/// Headers on every response that has none of its own, as Django's security middleware sends them.
 const SECURITY_HEADER_COUNT: usize = 4;
 const SECURITY_HEADERS: [(HeaderName, HeaderValue); SECURITY_HEADER_COUNT] = [
     (
@@ -363,8 +363,10 @@ where
         // Grown once, not header by header.
         let cors = this.cors.take();
         headers.reserve(FRONT_HEADERS + cors.as_ref().map_or(0, |_| CORS_HEADERS));
+        // Where the answer has none of its own, as Django's middleware sets them: a proxied
+        // app's own choice (`X-Frame-Options: SAMEORIGIN`, say) passes unchanged.
         for (name, value) in &SECURITY_HEADERS {
-            headers.insert(name, value.clone());
+            headers.entry(name).or_insert_with(|| value.clone());
         }
         headers.insert(REQUEST_ID, id);
         if let Some(cors) = cors {

@@ -92,6 +92,8 @@ async fn hop_header() -> Response {
     headers.insert("connection", "x-internal".parse().unwrap());
     headers.insert("x-internal", "backend secret".parse().unwrap());
     headers.insert("x-kept", "1".parse().unwrap());
+    // The app's own framing choice, which the gateway must not overrule.
+    headers.insert("x-frame-options", "SAMEORIGIN".parse().unwrap());
     response
 }
 
@@ -544,6 +546,24 @@ async fn headers_the_backend_names_in_connection_do_not_reach_the_client() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers().get("x-kept").unwrap(), "1");
     assert!(r.headers().get("x-internal").is_none(), "{:?}", r.headers());
+}
+
+/// The security headers are set where the answer has none of its own, as Django's middleware
+/// sets them (`setdefault`): an app's own choice passes unchanged, the others are added.
+#[tokio::test]
+async fn security_headers_keep_the_backends_own_values() {
+    let b = backend("a").await;
+    let s = app_gateway(&[&b], AuthMode::None, Balance::RoundRobin).await;
+    let r = s.client.get(s.url("/app/hop")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let values = |name: &str| -> Vec<_> { r.headers().get_all(name).iter().cloned().collect() };
+    assert_eq!(
+        values("x-frame-options"),
+        ["SAMEORIGIN"],
+        "{:?}",
+        r.headers()
+    );
+    assert_eq!(values("x-content-type-options"), ["nosniff"]);
 }
 
 #[tokio::test]
