@@ -366,7 +366,9 @@ where
         // Where the answer has none of its own, as Django's middleware sets them: a proxied
         // app's own choice (`X-Frame-Options: SAMEORIGIN`, say) passes unchanged.
         for (name, value) in &SECURITY_HEADERS {
-            headers.entry(name).or_insert_with(|| value.clone());
+            if let header::Entry::Vacant(vacant) = headers.entry(name) {
+                vacant.insert(value.clone());
+            }
         }
         headers.insert(REQUEST_ID, id);
         if let Some(cors) = cors {
