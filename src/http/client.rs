@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// The client's address, as the server worked it out for this request (a request extension).
+/// The client's address, as the server worked it out for this request (a request extension),
+/// when it is not the peer's: a trusted proxy named it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 

@@ -253,7 +253,11 @@ impl<S> Front<S> {
                 .client_addr(peer.addr.ip(), req.headers())
         });
         let extensions = req.extensions_mut();
-        extensions.insert(ClientAddr(client));
+        // Readers fall back to the peer's address: only a client named by a trusted proxy needs
+        // an extension of its own (one insertion fewer a request).
+        if client != peer.addr.ip() {
+            extensions.insert(ClientAddr(client));
+        }
         extensions.insert(ConnectInfo(peer.addr));
         if self.trusted_proxies.trusts(peer.addr.ip()) {
             extensions.insert(Proxied);
