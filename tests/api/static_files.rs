@@ -73,6 +73,25 @@ async fn a_file_changed_on_disk_is_served_changed_on_the_next_request() {
     assert_eq!(body, br#"{"detail":"Not found."}"#);
 }
 
+/// Large files go from the file itself (`sendfile`) on plain connections: rewritten in place,
+/// the same inode keeps its size and changes its bytes.
+#[tokio::test]
+async fn a_large_file_rewritten_in_place_is_served_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bundle.js");
+    let version = |v: u8| vec![b'a' + v; 256 * 1024];
+    std::fs::write(&file, version(1)).unwrap();
+    let s = serving(dir.path()).await;
+    for _ in 0..2 {
+        let (status, _, body) = fetch(&s, "/static/bundle.js").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body == version(1));
+    }
+    rewrite(&file, &version(2), Duration::from_secs(10));
+    let (_, _, body) = fetch(&s, "/static/bundle.js").await;
+    assert!(body == version(2), "the new bytes, not the old copy's");
+}
+
 #[tokio::test]
 async fn head_conditional_requests_and_vary() {
     let dir = tempfile::tempdir().unwrap();
