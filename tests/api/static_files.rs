@@ -90,6 +90,15 @@ async fn a_large_file_rewritten_in_place_is_served_changed() {
     rewrite(&file, &version(2), Duration::from_secs(10));
     let (_, _, body) = fetch(&s, "/static/bundle.js").await;
     assert!(body == version(2), "the new bytes, not the old copy's");
+
+    // HTTP/2 frames the file in pieces of its own, each from the file or the copy alike.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2.get(s.url("/static/bundle.js")).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert!(r.bytes().await.unwrap() == version(2));
 }
 
 #[tokio::test]
