@@ -1,16 +1,14 @@
 //! What every web room (`api`, `gateway`, `server`) shares, and which imports none of them:
 //! errors as responses (every error body, in `error.rs`), the Bearer extractors (`auth.rs`),
 //! cookie mode's cookies (`cookies.rs`) and CSRF check (`csrf.rs`), the
-//! client's address and user agent (`client.rs`), files' copies a connection may send from the
-//! file (`file_bytes.rs`), JSON responses, the TLS marker a connection puts on its requests, and
-//! what `/readyz` lists.
+//! client's address and user agent (`client.rs`), JSON responses, the TLS marker a connection
+//! puts on its requests, and what `/readyz` lists.
 
 pub mod auth;
 pub mod client;
 pub mod cookies;
 pub mod csrf;
 pub mod error;
-pub mod file_bytes;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

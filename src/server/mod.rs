@@ -9,7 +9,6 @@ mod hot;
 mod log_buffer;
 mod observe;
 mod request_metrics;
-mod sendfile;
 mod tls;
 mod watchdog;
 
@@ -29,7 +28,6 @@ use axum::Router;
 use axum::body::Body;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use sendfile::Sendfile;
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -300,14 +298,13 @@ impl Connection {
         // The first request head is due at one instant from accept, the TLS handshake included.
         let first_head = tokio::time::Instant::now() + self.limits.header_read;
         let activity = Arc::new(Activity::default());
+        let stream = Watched::new(stream, activity.clone());
         match &self.tls {
             None => {
-                let stream = Watched::new(Sendfile::new(stream), activity.clone());
                 self.http(stream, peer, false, activity, first_head, stop)
                     .await
             }
             Some(acceptor) => {
-                let stream = Watched::new(stream, activity.clone());
                 let handshake = tokio::time::timeout_at(first_head, acceptor.accept(stream));
                 match handshake.await {
                     Ok(Ok(stream)) => {

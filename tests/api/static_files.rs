@@ -73,8 +73,7 @@ async fn a_file_changed_on_disk_is_served_changed_on_the_next_request() {
     assert_eq!(body, br#"{"detail":"Not found."}"#);
 }
 
-/// Large files go from the file itself (`sendfile`) on plain connections: rewritten in place,
-/// the same inode keeps its size and changes its bytes.
+/// A large kept file rewritten in place: the same inode, the same size, new bytes.
 #[tokio::test]
 async fn a_large_file_rewritten_in_place_is_served_changed() {
     let dir = tempfile::tempdir().unwrap();
@@ -91,7 +90,7 @@ async fn a_large_file_rewritten_in_place_is_served_changed() {
     let (_, _, body) = fetch(&s, "/static/bundle.js").await;
     assert!(body == version(2), "the new bytes, not the old copy's");
 
-    // HTTP/2 frames the file in pieces of its own, each from the file or the copy alike.
+    // HTTP/2 frames the file in pieces of its own.
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()

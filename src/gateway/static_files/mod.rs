@@ -13,11 +13,11 @@ mod cache;
 pub use cache::FileCache;
 
 use crate::http::error::ApiError;
-use crate::http::file_bytes::file_bytes;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use cache::{Cached, Stamp, Variant};
 use std::ffi::OsString;
 use std::io::{self, Read as _};
@@ -214,11 +214,8 @@ async fn load(path: PathBuf, variant: Variant, cache: &FileCache) -> Option<Arc<
             return None;
         }
         let mut body = Vec::with_capacity(meta.len() as usize);
-        (&file)
-            .take(cache::MAX_FILE + 1)
-            .read_to_end(&mut body)
-            .ok()?;
-        (body.len() as u64 == meta.len()).then(|| (path, meta, file_bytes(file, body)))
+        file.take(cache::MAX_FILE + 1).read_to_end(&mut body).ok()?;
+        (body.len() as u64 == meta.len()).then_some((path, meta, Bytes::from(body)))
     })
     .await
     .ok()??;
