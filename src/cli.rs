@@ -222,6 +222,55 @@ fn return_large_allocations_to_the_system() {
     }
 }
 
+/// Raises the soft limit on open files to the hard one, as Go's runtime does at start: systemd
+/// gives services 1,024 (soft) of 524,288 (hard), and every connection holds a file, a proxied one
+/// two. Returns the limit in force, None where it cannot be read.
+#[cfg(unix)]
+fn raise_open_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write `limit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            ..limit
+        };
+        if limit.rlim_cur < limit.rlim_max && libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            limit = raised;
+        }
+    }
+    Some(limit.rlim_cur)
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() -> Option<u64> {
+    None
+}
+
+/// Files kept for other things than client connections: listeners, the database, log output,
+/// static files being read, backend connections of requests in flight.
+const FILES_BESIDES_CONNECTIONS: u64 = 64;
+
+/// Warns when `max_connections` cannot all be open at once: past the file limit, accepting fails
+/// (and is retried) before the connection limit is reached.
+fn check_open_file_limit(limit: Option<u64>, max_connections: usize) {
+    let Some(limit) = limit else { return };
+    let wanted = max_connections as u64 + FILES_BESIDES_CONNECTIONS;
+    if wanted > limit {
+        tracing::warn!(
+            max_connections,
+            open_file_limit = limit,
+            "max_connections cannot all be open: raise the limit on open files \
+             (systemd: LimitNOFILE=) to at least {wanted}, or lower max_connections"
+        );
+    }
+}
+
 fn init_logging(format: LogFormat) -> server::LogFlusher {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -343,6 +392,7 @@ async fn serve(
     options: server::ServeOptions,
 ) -> Result<(), CliError> {
     let _logs = init_logging(settings.server.log_format);
+    check_open_file_limit(raise_open_file_limit(), settings.server.max_connections);
     let shutdown = server::shutdown_signal();
     let listeners = server::bind(&settings.server.bind).await?;
     let metrics_listener = match &settings.server.metrics_bind {

@@ -6,6 +6,7 @@ use crate::common::process::*;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::sync::mpsc;
 
@@ -783,4 +784,49 @@ fn rotate_keys_across_instances(d: &Path, db: &[&str]) {
         listed.contains(&format!("{new}\tES256\tactive")),
         "{listed}"
     );
+}
+
+/// systemd starts a service with 1,024 open files (soft) of 524,288 (hard): the server raises its
+/// soft limit to the hard one, and warns when `max_connections` still cannot all be open.
+#[test]
+fn serve_raises_its_open_file_limit_and_warns_when_connections_cannot_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |max_connections: &str| {
+        let envs = [("HANDSTAMP_MAX_CONNECTIONS", max_connections)];
+        let mut cmd = serve_command(dir.path(), &[], &envs);
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 256,
+                    rlim_max: 4096,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        served(cmd.spawn().unwrap())
+    };
+    let open_files = |server: &Served| {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id()));
+        let limits = limits.unwrap();
+        let line = limits.lines().find(|l| l.starts_with("Max open files"));
+        let fields: Vec<String> = line.unwrap().split_whitespace().map(String::from).collect();
+        (fields[3].clone(), fields[4].clone())
+    };
+
+    let server = start("10000");
+    assert_eq!(open_files(&server), ("4096".into(), "4096".into()));
+    let log = server.log.lock().unwrap().clone();
+    assert!(log.contains("max_connections cannot all be open"), "{log}");
+    assert!(log.contains("LimitNOFILE"), "{log}");
+    drop(server);
+
+    let server = start("1000");
+    assert_eq!(open_files(&server), ("4096".into(), "4096".into()));
+    let log = server.log.lock().unwrap().clone();
+    assert!(!log.contains("max_connections cannot"), "{log}");
 }

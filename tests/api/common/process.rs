@@ -53,12 +53,20 @@ pub fn serve(dir: &Path, envs: &[(&str, &str)]) -> Served {
 
 /// `handstamp ARGS... serve --bind 127.0.0.1:0` with `envs`, once it listens.
 pub fn serve_with(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Served {
+    let mut cmd = serve_command(dir, args, envs);
+    served(cmd.spawn().unwrap())
+}
+
+/// The command line of [`serve_with`], not yet started.
+pub fn serve_command(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Command {
     let args = [args, &["serve", "--bind", "127.0.0.1:0"]].concat();
-    let mut child = command(dir, &args)
-        .envs(envs.iter().copied())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut cmd = command(dir, &args);
+    cmd.envs(envs.iter().copied()).stderr(Stdio::piped());
+    cmd
+}
+
+/// `child`, a `serve_command` started, once it listens.
+pub fn served(mut child: Child) -> Served {
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let log = Arc::new(Mutex::new(String::new()));
     let (tx, lines) = mpsc::channel();
