@@ -245,6 +245,7 @@ async fn gateway_routes_are_counted_under_the_routers_names() {
             balance: handstamp::config::Balance::RoundRobin,
             health_path: "/".into(),
             health_interval: std::time::Duration::from_secs(60),
+            ..Default::default()
         }];
     })
     .await;

@@ -1,6 +1,6 @@
 //! The `[[static]]` and `[[upstream]]` arrays: what the gateway serves under which prefix.
 
-use super::{ConfigError, choice, invalid, positive_duration};
+use super::{ConfigError, choice, invalid, positive_duration, whole_number};
 use crate::target;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -53,6 +53,51 @@ pub struct UpstreamSettings {
         deserialize_with = "positive_duration"
     )]
     pub health_interval: Duration,
+    /// Idle connections kept to each backend (nginx's `keepalive`); 0 keeps none.
+    #[serde(default = "default_keepalive", deserialize_with = "whole_number")]
+    pub keepalive: usize,
+    /// An idle backend connection is closed after this long unused (nginx's `keepalive_timeout`).
+    #[serde(
+        default = "default_keepalive_timeout",
+        deserialize_with = "positive_duration"
+    )]
+    pub keepalive_timeout: Duration,
+    /// A backend that has not accepted a connection by then counts as unreachable, and the
+    /// request goes to the next (nginx's `proxy_connect_timeout`).
+    #[serde(
+        default = "default_connect_timeout",
+        deserialize_with = "positive_duration"
+    )]
+    pub connect_timeout: Duration,
+}
+
+/// Every setting but the prefix and the backends as by default: for code that builds one.
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        UpstreamSettings {
+            prefix: "/".into(),
+            backends: Vec::new(),
+            auth: AuthMode::default(),
+            balance: Balance::default(),
+            health_path: default_health_path(),
+            health_interval: default_health_interval(),
+            keepalive: default_keepalive(),
+            keepalive_timeout: default_keepalive_timeout(),
+            connect_timeout: default_connect_timeout(),
+        }
+    }
+}
+
+fn default_keepalive() -> usize {
+    256
+}
+
+fn default_keepalive_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_health_path() -> String {
@@ -141,6 +186,34 @@ fn url_prefix(setting: &str, prefix: String) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::super::tests::from_toml;
+    use std::time::Duration;
+
+    #[test]
+    fn backend_connections_as_nginx_keeps_them() {
+        let upstream = |keys: &str| {
+            let text = format!(
+                "[[upstream]]\nprefix = \"/app/\"\nbackends = [\"http://127.0.0.1:1\"]\n{keys}"
+            );
+            from_toml(&text).map(|s| s.upstreams[0].clone())
+        };
+        let defaults = upstream("").unwrap();
+        assert_eq!(defaults.keepalive, 256);
+        assert_eq!(defaults.keepalive_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.connect_timeout, Duration::from_secs(5));
+        let set = upstream("keepalive = 0\nkeepalive_timeout = \"2m\"\nconnect_timeout = \"1s\"\n");
+        let set = set.unwrap();
+        assert_eq!(set.keepalive, 0);
+        assert_eq!(set.keepalive_timeout, Duration::from_secs(120));
+        assert_eq!(set.connect_timeout, Duration::from_secs(1));
+        for (keys, setting) in [
+            ("keepalive = -1", "`upstream.keepalive`"),
+            ("keepalive_timeout = \"0s\"", "`upstream.keepalive_timeout`"),
+            ("connect_timeout = \"soon\"", "`upstream.connect_timeout`"),
+        ] {
+            let err = upstream(keys).unwrap_err().to_string();
+            assert!(err.contains(setting), "{keys}: {err}");
+        }
+    }
 
     #[test]
     fn prefixes_must_be_normalized() {

@@ -431,6 +431,13 @@ fn count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     }
 }
 
+/// A whole number, 0 or more.
+fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    text(d)?
+        .parse()
+        .map_err(|_| de::Error::custom("must be a whole number, 0 or more"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

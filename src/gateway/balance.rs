@@ -1,6 +1,6 @@
 //! A pool of backends: who is alive, who is busy, and who is next.
 
-use super::connections::Connections;
+use super::connections::{Connections, KeepAlive};
 use crate::config::Balance;
 use axum::http::{HeaderValue, Uri};
 use std::sync::Arc;
@@ -18,7 +18,7 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub fn new(base: &str) -> Self {
+    pub fn new(base: &str, keep_alive: KeepAlive) -> Self {
         let uri: Uri = base.parse().expect("validated in config");
         let authority = uri.authority().expect("validated in config");
         let address = format!(
@@ -30,7 +30,7 @@ impl Backend {
             base: base.to_owned(),
             host: HeaderValue::from_str(authority.as_str())
                 .expect("an authority is a header value"),
-            connections: Connections::new(address),
+            connections: Connections::new(address, keep_alive),
             alive: AtomicBool::new(true),
             in_flight: AtomicUsize::new(0),
         }
@@ -75,9 +75,12 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(bases: &[String], balance: Balance) -> Self {
+    pub fn new(bases: &[String], balance: Balance, keep_alive: KeepAlive) -> Self {
         Pool {
-            backends: bases.iter().map(|b| Arc::new(Backend::new(b))).collect(),
+            backends: bases
+                .iter()
+                .map(|b| Arc::new(Backend::new(b, keep_alive)))
+                .collect(),
             balance,
             next: AtomicUsize::new(0),
         }
@@ -127,6 +130,11 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::UpstreamSettings;
+
+    fn keep_alive() -> KeepAlive {
+        KeepAlive::from(&UpstreamSettings::default())
+    }
 
     fn pool(balance: Balance) -> Pool {
         let bases = [
@@ -134,7 +142,7 @@ mod tests {
             "http://127.0.0.1:2",
             "http://127.0.0.1:3",
         ];
-        Pool::new(&bases.map(String::from), balance)
+        Pool::new(&bases.map(String::from), balance, keep_alive())
     }
 
     #[test]
@@ -181,6 +189,7 @@ mod tests {
             let p = Pool::new(
                 &bases.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
                 Balance::RoundRobin,
+                keep_alive(),
             );
             for b in &p.backends {
                 b.set_alive(false);

@@ -6,6 +6,7 @@
 //! its own stack of idle connections, the most recently used on top (see ARCHITECTURE.md for
 //! what it saves).
 
+use crate::config::UpstreamSettings;
 use axum::body::Body;
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
@@ -18,12 +19,26 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
-/// Idle connections kept per backend (nginx's `keepalive`); past that, a connection whose answer
-/// ends is closed.
-const MAX_IDLE: usize = 256;
-/// An idle connection is closed after this long unused (nginx's `keepalive_timeout`).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How a backend's connections are made and kept (an `[[upstream]]`'s `keepalive`,
+/// `keepalive_timeout` and `connect_timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct KeepAlive {
+    /// Idle connections kept; past that, a connection whose answer ends is closed.
+    pub max_idle: usize,
+    /// An idle connection is closed after this long unused.
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl From<&UpstreamSettings> for KeepAlive {
+    fn from(settings: &UpstreamSettings) -> Self {
+        KeepAlive {
+            max_idle: settings.keepalive,
+            idle_timeout: settings.keepalive_timeout,
+            connect_timeout: settings.connect_timeout,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -43,6 +58,7 @@ pub enum SendError {
 pub struct Connections {
     /// `host:port`, as connected to.
     address: String,
+    keep_alive: KeepAlive,
     idle: Mutex<Vec<Idle>>,
 }
 
@@ -53,9 +69,10 @@ struct Idle {
 }
 
 impl Connections {
-    pub fn new(address: String) -> Arc<Self> {
+    pub fn new(address: String, keep_alive: KeepAlive) -> Arc<Self> {
         Arc::new(Connections {
             address,
+            keep_alive,
             idle: Mutex::new(Vec::new()),
         })
     }
@@ -89,8 +106,9 @@ impl Connections {
 
     /// Closes idle connections the backend closed or that were unused too long.
     pub fn close_stale(&self) {
+        let timeout = self.keep_alive.idle_timeout;
         self.lock()
-            .retain(|idle| !idle.sender.is_closed() && idle.since.elapsed() < IDLE_TIMEOUT);
+            .retain(|idle| !idle.sender.is_closed() && idle.since.elapsed() < timeout);
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Idle>> {
@@ -101,7 +119,7 @@ impl Connections {
     async fn take_idle(&self) -> Option<SendRequest<Body>> {
         loop {
             let Idle { mut sender, since } = self.lock().pop()?;
-            if sender.is_closed() || since.elapsed() >= IDLE_TIMEOUT {
+            if sender.is_closed() || since.elapsed() >= self.keep_alive.idle_timeout {
                 continue;
             }
             // An answer read to its end leaves its connection ready at once, or as soon as the
@@ -113,7 +131,8 @@ impl Connections {
     }
 
     async fn connect(&self) -> io::Result<SendRequest<Body>> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address))
+        let connecting = TcpStream::connect(&self.address);
+        let stream = tokio::time::timeout(self.keep_alive.connect_timeout, connecting)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
         stream.set_nodelay(true)?;
@@ -130,7 +149,7 @@ impl Connections {
 
     fn put(&self, sender: SendRequest<Body>) {
         let mut idle = self.lock();
-        if idle.len() < MAX_IDLE {
+        if idle.len() < self.keep_alive.max_idle {
             let since = Instant::now();
             idle.push(Idle { sender, since });
         }

@@ -59,7 +59,7 @@ impl Upstream {
     pub fn new(settings: UpstreamSettings, max_body: usize, check_user: bool) -> Self {
         let at = settings.prefix.trim_end_matches('/');
         Upstream {
-            pool: Pool::new(&settings.backends, settings.balance),
+            pool: Pool::new(&settings.backends, settings.balance, (&settings).into()),
             prefix: format!("{at}/").into(),
             pattern: format!("{at}/{{*rest}}").into(),
             settings,

@@ -421,6 +421,7 @@ fn upstream_at(backend: std::net::SocketAddr) -> handstamp::config::UpstreamSett
         balance: handstamp::config::Balance::RoundRobin,
         health_path: "/".into(),
         health_interval: Duration::from_secs(3600),
+        ..Default::default()
     }
 }
 

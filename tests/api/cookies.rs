@@ -512,6 +512,7 @@ async fn forward_auth_and_upstreams_take_the_cookie() {
             balance: Balance::RoundRobin,
             health_path: "/".into(),
             health_interval: Duration::from_secs(60),
+            ..Default::default()
         })
     })
     .await;

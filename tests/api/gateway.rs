@@ -205,6 +205,7 @@ fn upstream(
         balance,
         health_path: "/health".into(),
         health_interval: Duration::from_secs(1),
+        ..Default::default()
     }
 }
 
@@ -411,6 +412,25 @@ async fn backend_connections_are_kept_alive_and_replaced_when_closed() {
     a.kill().await;
     let _a = backend_on("a2", tokio::net::TcpListener::bind(addr).await.unwrap()).await;
     assert_ne!(port().await, first);
+}
+
+/// `keepalive = 0` (nginx without `keepalive`): every request goes on a connection of its own.
+#[tokio::test]
+async fn with_keepalive_0_no_backend_connection_is_kept() {
+    let a = backend("a").await;
+    let s = gateway(|cfg| {
+        let mut upstream = upstream("/app/", &[&a], AuthMode::None, Balance::RoundRobin);
+        upstream.keepalive = 0;
+        cfg.upstreams.push(upstream);
+    })
+    .await;
+    let mut ports = std::collections::HashSet::new();
+    for _ in 0..5 {
+        let r = s.client.get(s.url("/app/port")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        ports.insert(r.text().await.unwrap());
+    }
+    assert_eq!(ports.len(), 5, "{ports:?}");
 }
 
 #[tokio::test]

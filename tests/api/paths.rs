@@ -85,6 +85,7 @@ fn upstream(prefix: &str, backend: &Backend, auth: AuthMode) -> UpstreamSettings
         balance: Balance::RoundRobin,
         health_path: "/health".into(),
         health_interval: Duration::from_secs(60),
+        ..Default::default()
     }
 }
 
