@@ -253,14 +253,16 @@ fn raise_open_file_limit() -> Option<u64> {
 }
 
 /// Files kept for other things than client connections: listeners, the database, log output,
-/// static files being read, backend connections of requests in flight.
+/// static files being read.
 const FILES_BESIDES_CONNECTIONS: u64 = 64;
 
 /// Warns when `max_connections` cannot all be open at once: past the file limit, accepting fails
-/// (and is retried) before the connection limit is reached.
-fn check_open_file_limit(limit: Option<u64>, max_connections: usize) {
+/// (and is retried) before the connection limit is reached. With upstreams, each connection may
+/// hold a backend connection too.
+fn check_open_file_limit(limit: Option<u64>, max_connections: usize, proxies: bool) {
     let Some(limit) = limit else { return };
-    let wanted = max_connections as u64 + FILES_BESIDES_CONNECTIONS;
+    let per_connection = if proxies { 2 } else { 1 };
+    let wanted = max_connections as u64 * per_connection + FILES_BESIDES_CONNECTIONS;
     if wanted > limit {
         tracing::warn!(
             max_connections,
@@ -392,7 +394,12 @@ async fn serve(
     options: server::ServeOptions,
 ) -> Result<(), CliError> {
     let _logs = init_logging(settings.server.log_format);
-    check_open_file_limit(raise_open_file_limit(), settings.server.max_connections);
+    let proxies = !settings.upstreams.is_empty();
+    check_open_file_limit(
+        raise_open_file_limit(),
+        settings.server.max_connections,
+        proxies,
+    );
     let shutdown = server::shutdown_signal();
     let listeners = server::bind(&settings.server.bind).await?;
     let metrics_listener = match &settings.server.metrics_bind {

@@ -787,13 +787,18 @@ fn rotate_keys_across_instances(d: &Path, db: &[&str]) {
 }
 
 /// systemd starts a service with 1,024 open files (soft) of 524,288 (hard): the server raises its
-/// soft limit to the hard one, and warns when `max_connections` still cannot all be open.
+/// soft limit to the hard one, and warns when `max_connections` still cannot all be open (two
+/// files each when they may be proxied).
 #[test]
 fn serve_raises_its_open_file_limit_and_warns_when_connections_cannot_fit() {
     let dir = tempfile::tempdir().unwrap();
-    let start = |max_connections: &str| {
+    let gateway = dir.path().join("gateway.toml");
+    let upstream = "[[upstream]]\nprefix = \"/app/\"\nbackends = [\"http://127.0.0.1:9\"]\n";
+    std::fs::write(&gateway, upstream).unwrap();
+    let gateway = gateway.to_str().unwrap().to_owned();
+    let start = |max_connections: &str, config: &[&str]| {
         let envs = [("HANDSTAMP_MAX_CONNECTIONS", max_connections)];
-        let mut cmd = serve_command(dir.path(), &[], &envs);
+        let mut cmd = serve_command(dir.path(), config, &envs);
         // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
@@ -818,15 +823,16 @@ fn serve_raises_its_open_file_limit_and_warns_when_connections_cannot_fit() {
         (fields[3].clone(), fields[4].clone())
     };
 
-    let server = start("10000");
-    assert_eq!(open_files(&server), ("4096".into(), "4096".into()));
-    let log = server.log.lock().unwrap().clone();
-    assert!(log.contains("max_connections cannot all be open"), "{log}");
-    assert!(log.contains("LimitNOFILE"), "{log}");
-    drop(server);
-
-    let server = start("1000");
-    assert_eq!(open_files(&server), ("4096".into(), "4096".into()));
-    let log = server.log.lock().unwrap().clone();
-    assert!(!log.contains("max_connections cannot"), "{log}");
+    let warned = |max_connections: &str, config: &[&str]| {
+        let server = start(max_connections, config);
+        assert_eq!(open_files(&server), ("4096".into(), "4096".into()));
+        let log = server.log.lock().unwrap().clone();
+        let warned = log.contains("max_connections cannot all be open");
+        assert!(!warned || log.contains("LimitNOFILE"), "{log}");
+        warned
+    };
+    assert!(warned("10000", &[]));
+    assert!(!warned("3000", &[]));
+    // 3,000 connections with a backend connection each: 6,064 files wanted.
+    assert!(warned("3000", &["--config", &gateway]));
 }
