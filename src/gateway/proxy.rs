@@ -28,18 +28,18 @@ pub const USER_ID: HeaderName = HeaderName::from_static("x-handstamp-user-id");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1). Names, not
-/// `HeaderName`s: a const array of those is built and dropped at every use, and comparing names
-/// as text costs less (callgrind).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1), found by
+/// [`hop_by_hop`]. A static: a const array of `HeaderName`s would be built and dropped at every
+/// use.
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 #[derive(Debug)]
@@ -281,25 +281,41 @@ fn forwarded_headers(parts: &mut Parts, upgrade: bool) -> HeaderMap {
 /// §7.6.1), in requests and responses alike: a header meant for one hop goes no further. Our
 /// own `X-Handstamp-*` headers stay: only we set them (client-sent ones are gone by now).
 fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // The usual `Connection: keep-alive` or `close` names no other header: nothing to parse.
-    let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter(|token| {
-            !["keep-alive", "close"]
-                .iter()
-                .any(|t| token.eq_ignore_ascii_case(t))
-        })
-        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
-        .filter(|name| !name.as_str().starts_with("x-handstamp-"))
-        .collect();
-    let upgrade_to = upgrade.then(|| headers.get(header::UPGRADE).cloned());
-    for name in &named {
-        headers.remove(name);
-    }
-    // One pass over the names there are, then a removal only for those present (a lookup each).
+    // One pass over the names there are, then a removal only for those present (a lookup
+    // each); most messages have none, or only `Connection: keep-alive`.
     let mut present = [false; HOP_BY_HOP.len()];
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|hop| *hop == name.as_str()) {
+        if let Some(i) = hop_by_hop(name) {
             present[i] = true;
+        }
+    }
+    if !present.contains(&true) {
+        return;
+    }
+    let upgrade_to = upgrade.then(|| headers.get(header::UPGRADE).cloned());
+    // Only `Connection` names other headers; the usual `keep-alive` or `close` names none, and
+    // then nothing is collected.
+    let names_header = |token: &[u8]| {
+        !CONNECTION_OPTIONS
+            .iter()
+            .any(|o| token.eq_ignore_ascii_case(o))
+    };
+    let names_headers = headers.get_all(header::CONNECTION).iter().any(|value| {
+        let value = value.as_bytes();
+        // The usual value, whole, is not split.
+        names_header(value)
+            && value
+                .split(|&b| b == b',')
+                .any(|t| names_header(t.trim_ascii()))
+    });
+    if names_headers {
+        let named: Vec<HeaderName> = connection_tokens(headers)
+            .filter(|token| names_header(token.as_bytes()))
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+            .filter(|name| !name.as_str().starts_with("x-handstamp-"))
+            .collect();
+        for name in &named {
+            headers.remove(name);
         }
     }
     for (name, _) in HOP_BY_HOP
@@ -307,12 +323,33 @@ fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         .zip(present)
         .filter(|(_, present)| *present)
     {
-        headers.remove(*name);
+        headers.remove(name);
     }
     if let Some(upgrade_to) = upgrade_to.flatten() {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, upgrade_to);
     }
+}
+
+/// The `Connection` options that name no header.
+const CONNECTION_OPTIONS: [&[u8]; 2] = [b"keep-alive", b"close"];
+
+/// The index in [`HOP_BY_HOP`] of `name`, if there. A `match` on the text (its length first)
+/// costs a fraction of comparing `HeaderName`s one by one (callgrind).
+fn hop_by_hop(name: &HeaderName) -> Option<usize> {
+    let index = match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-authenticate" => 2,
+        "proxy-authorization" => 3,
+        "te" => 4,
+        "trailer" => 5,
+        "transfer-encoding" => 6,
+        "upgrade" => 7,
+        _ => return None,
+    };
+    debug_assert_eq!(HOP_BY_HOP[index], name);
+    Some(index)
 }
 
 /// The comma-separated tokens of every `Connection` header.

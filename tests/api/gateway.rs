@@ -57,6 +57,7 @@ async fn whoami(
         "xff": header(h, "x-forwarded-for"),
         "proto": header(h, "x-forwarded-proto"),
         "forwarded_host": header(h, "x-forwarded-host"),
+        "names": h.keys().map(|name| name.as_str()).collect::<Vec<_>>(),
     }))
 }
 
@@ -566,6 +567,48 @@ async fn headers_the_backend_names_in_connection_do_not_reach_the_client() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers().get("x-kept").unwrap(), "1");
     assert!(r.headers().get("x-internal").is_none(), "{:?}", r.headers());
+}
+
+/// RFC 9110 §7.6.1, the request's way: the fixed hop-by-hop headers (`Upgrade` too, without
+/// `Connection: upgrade`) and those the client names in `Connection` stay with the gateway; the
+/// rest pass. Raw bytes: HTTP clients set these headers themselves.
+#[tokio::test]
+async fn hop_by_hop_request_headers_do_not_reach_the_backend() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = backend("a").await;
+    let s = app_gateway(&[&b], AuthMode::None, Balance::RoundRobin).await;
+    let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let request = "GET /app/whoami HTTP/1.1\r\nHost: gateway.test\r\n\
+        Connection: close, X-Secret\r\nX-Secret: for the gateway\r\nKeep-Alive: timeout=5\r\n\
+        Proxy-Authorization: Basic dTpw\r\nTE: trailers\r\nUpgrade: websocket\r\n\
+        X-Kept: 1\r\n\r\n";
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let names: Vec<&str> = body["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|name| name.as_str().unwrap())
+        .collect();
+    for hop in [
+        "connection",
+        "x-secret",
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+        "upgrade",
+    ] {
+        assert!(
+            !names.contains(&hop),
+            "{hop} reached the backend: {names:?}"
+        );
+    }
+    assert!(names.contains(&"x-kept"), "{names:?}");
+    assert_eq!(body["forwarded_host"], "gateway.test");
 }
 
 /// The security headers are set where the answer has none of its own, as Django's middleware
