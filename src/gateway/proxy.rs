@@ -4,10 +4,10 @@
 use super::balance::{Backend, InFlight, Pool};
 use super::connections::{Returning, SendError};
 use crate::config::{AuthMode, UpstreamSettings};
-use crate::http::Tls;
 use crate::http::auth::{AuthError, Authenticated, authenticate};
 use crate::http::client::{MAX_ADDRESS, X_FORWARDED_FOR, address_text};
 use crate::http::error::ApiError;
+use crate::http::{Tls, Tunnel};
 use crate::request_id;
 use crate::service::AuthService;
 use axum::body::Body;
@@ -208,11 +208,16 @@ fn respond(
         };
         let backend = hyper::Response::from_parts(parts.clone(), body.into_inner());
         let backend_upgrade = hyper::upgrade::on(backend);
+        // The access line waits for the tunnel's end (see `Tunnel`).
+        let tunnel = Tunnel::default();
+        let mut closing = tunnel.closing();
+        parts.extensions.insert(tunnel);
         tokio::spawn(async move {
             let _in_flight = in_flight;
             match tokio::try_join!(client_upgrade, backend_upgrade) {
                 Ok((client, backend)) => {
-                    let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
+                    let mut client = closing.count(TokioIo::new(client));
+                    let mut backend = TokioIo::new(backend);
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
                 }
                 Err(error) => tracing::debug!(%error, "upgrade failed"),

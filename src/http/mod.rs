@@ -2,13 +2,17 @@
 //! errors as responses (every error body, in `error.rs`), the Bearer extractors (`auth.rs`),
 //! cookie mode's cookies (`cookies.rs`) and CSRF check (`csrf.rs`), the
 //! client's address and user agent (`client.rs`), JSON responses, the TLS marker a connection
-//! puts on its requests, and what `/readyz` lists.
+//! puts on its requests, what `/readyz` lists, and the end of a proxied WebSocket's tunnel
+//! (`tunnel.rs`), which its access line waits for.
 
 pub mod auth;
 pub mod client;
 pub mod cookies;
 pub mod csrf;
 pub mod error;
+mod tunnel;
+
+pub use tunnel::{Closing, Tunnel};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

@@ -9,12 +9,14 @@
 //! A line is written when the answer's head is ready if its body's length is known (JSON
 //! answers, files from memory, most proxied answers), else when its body has been sent or the
 //! client has gone (a streamed answer), with what was sent and the time taken to then, as nginx
-//! and Envoy log at the end of a stream. Query strings, the path's and the referer's, are left
+//! and Envoy log at the end of a stream; a proxied WebSocket's when its tunnel closes, with the
+//! bytes sent through it. Query strings, the path's and the referer's, are left
 //! out: they may carry secrets.
 
 use super::LogBuffer;
 use super::counted_body::Counted;
 use crate::config::LogFormat;
+use crate::http::Tunnel;
 use crate::http::client::{MAX_ADDRESS, address_text};
 use crate::request_id::{User, is_plain_token};
 use axum::body::{Body, HttpBody as _};
@@ -107,7 +109,8 @@ struct Answer<'a> {
 /// Writes the line of the request `arrival` noted (nothing if it noted nothing), with id
 /// `request_id`, whose token named `user`, started at `started` and answered with `response`
 /// after `elapsed`: now when the body's length is known (nothing of it for `HEAD` and 304), else
-/// once the body has been sent, `response`'s body wrapped to count it (`arrival` then taken).
+/// once the body has been sent, `response`'s body wrapped to count it, or for a tunnel once it
+/// has closed (`arrival` then taken).
 pub fn answered(
     arrival: &mut Option<Arrival>,
     request_id: &HeaderValue,
@@ -126,6 +129,12 @@ pub fn answered(
         false => response.body().size_hint().exact(),
     };
     let status = status.as_u16();
+    // A tunnel (a proxied WebSocket) is logged when it closes, with what went through it.
+    if let Some(tunnel) = response.extensions_mut().remove::<Tunnel>() {
+        let arrival = arrival.take().expect("noted");
+        tunnel.on_close(write_later(arrival, request_id, user, status, started));
+        return;
+    }
     if let Some(bytes) = known {
         let answer = Answer {
             request_id: request_id.as_bytes(),
@@ -137,9 +146,21 @@ pub fn answered(
         return write(noted, &answer);
     }
     let arrival = arrival.take().expect("noted");
-    let request_id = request_id.clone();
     let body = std::mem::take(response.body_mut());
-    let counted = Counted::new(body, move |bytes| {
+    let then = write_later(arrival, request_id, user, status, started);
+    *response.body_mut() = Body::new(Counted::new(body, then));
+}
+
+/// Writes the line when the bytes sent are known, the time taken counted to then.
+fn write_later(
+    arrival: Arrival,
+    request_id: &HeaderValue,
+    user: Option<User>,
+    status: u16,
+    started: Instant,
+) -> impl FnOnce(u64) + Send + 'static {
+    let request_id = request_id.clone();
+    move |bytes| {
         let answer = Answer {
             request_id: request_id.as_bytes(),
             user: user.as_ref(),
@@ -148,8 +169,7 @@ pub fn answered(
             elapsed: started.elapsed(),
         };
         write(&arrival, &answer);
-    });
-    *response.body_mut() = Body::new(counted);
+    }
 }
 
 /// The line's fields; text as bytes, which the text line writes as they are (escaped where they

@@ -318,11 +318,13 @@ async fn json_lines_carry_the_same_fields() {
 }
 
 /// A backend that answers `/chunked/...` with `CHUNKS` chunks of `CHUNK` bytes (chunked
-/// encoding), waiting before the last one until `release` sends, and anything else with a
-/// `Content-Length` body of `FIXED` bytes.
+/// encoding), waiting before the last one until `release` sends, `/tunnel...` with a switch of
+/// protocols and `TUNNELED` bytes, and anything else with a `Content-Length` body of `FIXED`
+/// bytes.
 const CHUNK: usize = 3000;
 const CHUNKS: usize = 3;
 const FIXED: usize = 1234;
+const TUNNELED: usize = 4321;
 
 fn backend() -> (String, mpsc::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -338,6 +340,15 @@ fn backend() -> (String, mpsc::Sender<()>) {
                 let mut byte = [0u8];
                 while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
                     head.push(byte[0]);
+                }
+                if head.starts_with(b"GET /app/tunnel") {
+                    // Switches protocols, sends TUNNELED bytes, and closes once the client has.
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n",
+                    );
+                    let _ = stream.write_all(&[b't'; TUNNELED]);
+                    let _ = stream.read_to_end(&mut Vec::new());
+                    return;
                 }
                 if !head.starts_with(b"GET /app/chunked") {
                     let body = vec![b'f'; FIXED];
@@ -401,6 +412,58 @@ async fn proxied_answers_log_the_bytes_sent_and_the_user() {
     assert_eq!(field(&line, "bytes"), (CHUNK * CHUNKS).to_string());
     assert_eq!(field(&line, "user"), "-");
     assert_eq!(field(&line, "status"), "200");
+}
+
+/// A proxied WebSocket (any upgrade) is logged when its tunnel closes, with the bytes sent to
+/// the client through it, as nginx does; not at its `101`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_is_logged_when_it_closes_with_the_bytes_it_carried() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _release) = backend();
+    let server = serve_gateway(dir.path(), &url, "");
+    let mut tunnel = TcpStream::connect(&server.addr).unwrap();
+    tunnel
+        .write_all(
+            b"GET /app/tunnel HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: echo\r\n\
+              X-Request-Id: tunnel-1\r\n\r\n",
+        )
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(tunnel.read(&mut byte).unwrap(), 1, "{head:?}");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let mut tunneled = vec![0; TUNNELED];
+    tunnel.read_exact(&mut tunneled).unwrap();
+
+    // Lines are written in order: none for the tunnel before one for a request sent after it.
+    let (status, _) = send(request(
+        &server,
+        Method::GET,
+        "/healthz",
+        "after-tunnel",
+        &[],
+    ))
+    .await;
+    assert_eq!(status, 200);
+    let before = line_with(&server, "request_id=");
+    let before = std::iter::successors(Some(before), |line| {
+        (!line.contains("request_id=after-tunnel ")).then(|| line_with(&server, "request_id="))
+    });
+    for line in before {
+        assert!(!line.contains("tunnel-1"), "logged while open: {line}");
+    }
+
+    drop(tunnel);
+    let line = text_line(&server, "tunnel-1");
+    assert_eq!(field(&line, "status"), "101");
+    assert_eq!(field(&line, "bytes"), TUNNELED.to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,147 @@
+//! An upgraded connection (a WebSocket through the proxy) as the access log sees it: its line is
+//! written when the tunnel closes, with the bytes sent to the client through it and the time it
+//! was open, as nginx logs such a request. The proxy puts a [`Tunnel`] in the `101` answer's
+//! extensions and reports its end; the access log says what to do then.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// What runs when the tunnel closes, given the bytes sent to the client.
+type OnClose = Box<dyn FnOnce(u64) + Send>;
+
+/// One upgraded connection's end, shared by the proxy, which reports it ([`Tunnel::closing`]),
+/// and whoever waits for it ([`Tunnel::on_close`]); either may come first.
+#[derive(Clone, Default)]
+pub struct Tunnel(Arc<Mutex<State>>);
+
+#[derive(Default)]
+enum State {
+    #[default]
+    Open,
+    Waited(OnClose),
+    Closed(u64),
+}
+
+impl Tunnel {
+    /// Runs `then` with the bytes sent to the client once the tunnel has closed (at once if it has).
+    pub fn on_close(&self, then: impl FnOnce(u64) + Send + 'static) {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*state {
+            State::Closed(bytes) => {
+                let bytes = *bytes;
+                drop(state);
+                then(bytes);
+            }
+            _ => *state = State::Waited(Box::new(then)),
+        }
+    }
+
+    /// The end of the tunnel, reported when this is dropped, however the tunnel ended (or if it
+    /// never opened), with the bytes [`Closing::count`] saw.
+    pub fn closing(&self) -> Closing {
+        Closing {
+            sent: 0,
+            tunnel: self.clone(),
+        }
+    }
+
+    fn closed(&self, bytes: u64) {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let State::Waited(then) = std::mem::replace(&mut *state, State::Closed(bytes)) {
+            drop(state);
+            then(bytes);
+        }
+    }
+}
+
+/// A tunnel's end, to come (see [`Tunnel::closing`]).
+pub struct Closing {
+    sent: u64,
+    tunnel: Tunnel,
+}
+
+impl Closing {
+    /// `client`, the client's side of the tunnel, counting what is written to it.
+    pub fn count<T>(&mut self, client: T) -> ToClient<'_, T> {
+        ToClient {
+            client,
+            sent: &mut self.sent,
+        }
+    }
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        self.tunnel.closed(self.sent);
+    }
+}
+
+/// The client's side of a tunnel, counted (see [`Closing::count`]).
+pub struct ToClient<'a, T> {
+    client: T,
+    sent: &'a mut u64,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ToClient<'_, T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.client).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ToClient<'_, T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let written = Pin::new(&mut this.client).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            *this.sent += n as u64;
+        }
+        written
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.client).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.client).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tunnel;
+    use std::sync::mpsc;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn the_end_reaches_the_waiter_whichever_comes_first() {
+        for wait_first in [true, false] {
+            let tunnel = Tunnel::default();
+            let (told, heard) = mpsc::channel();
+            let wait = |tunnel: &Tunnel| {
+                let told = told.clone();
+                tunnel.on_close(move |bytes| told.send(bytes).unwrap());
+            };
+            if wait_first {
+                wait(&tunnel);
+            }
+            let mut closing = tunnel.closing();
+            closing.count(Vec::new()).write_all(b"hello").await.unwrap();
+            drop(closing);
+            if !wait_first {
+                wait(&tunnel);
+            }
+            assert_eq!(heard.try_recv(), Ok(5), "waiting first: {wait_first}");
+        }
+    }
+}
