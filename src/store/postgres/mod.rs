@@ -86,6 +86,8 @@ enum Fault {
     Unexpected(Option<String>),
     #[error("the batch of this read ended without an answer")]
     Unanswered,
+    #[error("{0} reads of users already waiting for the database")]
+    Backlog(usize),
 }
 
 impl From<Fault> for StoreError {
@@ -98,7 +100,8 @@ impl From<Fault> for StoreError {
             }
             Fault::Pool(deadpool_postgres::PoolError::Timeout(_))
             | Fault::AcquireTimeout(_)
-            | Fault::StatementTimeout(_) => StoreError::Unavailable(Arc::new(fault)),
+            | Fault::StatementTimeout(_)
+            | Fault::Backlog(_) => StoreError::Unavailable(Arc::new(fault)),
             Fault::Pool(_) | Fault::Unexpected(_) | Fault::Unanswered => {
                 StoreError::Database(Arc::new(fault))
             }
@@ -1066,6 +1069,34 @@ mod tests {
         let rest = futures_util::future::join_all(reads);
         let answers = tokio::time::timeout(Duration::from_secs(10), rest).await;
         for user in answers.expect("the other reads are answered") {
+            assert_eq!(user.unwrap().unwrap().username, "ada");
+        }
+    }
+
+    /// A lane holds at most `MAX_WAITING` unsent reads of users: past that a read is refused at
+    /// once as unavailable, and those queued are all answered.
+    #[tokio::test]
+    async fn reads_of_users_past_the_backlog_are_refused_as_unavailable() {
+        let Some((store, _database)) = fresh().await else {
+            return;
+        };
+        let id = create(&store, "ada").await;
+        let lanes = store.shared.lanes.len();
+        // All queued before any is sent, as above; lanes taken in turn, one over per lane.
+        let count = lanes * (shared::MAX_WAITING + 1);
+        let (mut queued, mut refused) = (Vec::new(), 0);
+        for _ in 0..count {
+            let mut read = Box::pin(store.user_by_id(id));
+            match futures_util::poll!(read.as_mut()) {
+                std::task::Poll::Pending => queued.push(read),
+                std::task::Poll::Ready(Err(StoreError::Unavailable(_))) => refused += 1,
+                std::task::Poll::Ready(other) => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(refused, lanes);
+        let answers = futures_util::future::join_all(queued);
+        let answers = tokio::time::timeout(Duration::from_secs(30), answers).await;
+        for user in answers.expect("the queued reads are answered") {
             assert_eq!(user.unwrap().unwrap().username, "ada");
         }
     }

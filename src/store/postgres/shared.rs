@@ -21,6 +21,11 @@ use tokio_postgres::{Row, types::ToSql};
 /// The most ids one statement reads; more waiting go in the next.
 const BATCH: usize = 64;
 
+/// The most reads of users a lane holds unsent (64 batches): past that the database is not
+/// keeping up, and a read is refused as unavailable (a 503 with `Retry-After`) instead of
+/// waiting behind all of them.
+pub(super) const MAX_WAITING: usize = 64 * BATCH;
+
 /// Pooled connections that single-statement reads share, handed out in turn. On this machine
 /// `pgbench` read 2.4x (Unix socket) to 3.7x (TCP) more rows a second pipelined 8 deep than one
 /// query per round trip. A connection found closed is given back and replaced.
@@ -112,13 +117,17 @@ impl SharedReads {
             .map_err(|e| StoreError::Database(Arc::new(e)))
     }
 
-    /// The user of `id`, read in the lane's next batch. The batch is sent by a task of its own,
-    /// so a caller that gives up leaves the others their answers.
+    /// The user of `id`, read in the lane's next batch; unavailable when the lane already holds
+    /// `MAX_WAITING` reads. The batch is sent by a task of its own, so a caller that gives up
+    /// leaves the others their answers.
     pub(super) async fn user_by_id(self: &Arc<Self>, id: i64) -> Result<Option<User>> {
         let turn = self.turn();
         let (answer, answered) = oneshot::channel();
         let start = {
             let mut queue = self.lanes[turn].queue();
+            if queue.waiting.len() >= MAX_WAITING {
+                return Err(Fault::Backlog(MAX_WAITING).into());
+            }
             queue.waiting.push(Waiter { id, answer });
             !std::mem::replace(&mut queue.flushing, true)
         };
@@ -145,8 +154,13 @@ impl SharedReads {
                     return;
                 }
                 let n = queue.waiting.len().min(BATCH);
-                queue.waiting.drain(..n).collect()
+                // Reads given up meanwhile (a request timed out, a client gone) are not sent.
+                let asked = queue.waiting.drain(..n);
+                asked.filter(|w| !w.answer.is_closed()).collect()
             };
+            if batch.is_empty() {
+                continue;
+            }
             // Each id once: duplicates are answered from one row.
             let mut ids: Vec<i64> = batch.iter().map(|w| w.id).collect();
             ids.sort_unstable();
