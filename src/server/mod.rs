@@ -30,7 +30,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use watchdog::{Activity, Ended, Guarded, Limits, Tracked, Watched};
 
 #[derive(Debug, thiserror::Error)]
@@ -221,7 +221,8 @@ pub async fn serve_with(
     tracing::info!("shutting down: finishing requests in flight");
     let _ = stop.send(true);
     while loops.join_next().await.is_some() {}
-    // Every open connection holds a permit: all of them back means all connections are done.
+    // Every open connection (a WebSocket tunnel too) holds a permit: all of them back means all
+    // connections are done.
     let all = u32::try_from(options.max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(options.shutdown_grace, limit.acquire_many(all))
         .await
@@ -279,26 +280,27 @@ async fn accept_loop(
             let stop = async move {
                 let _ = stop.wait_for(|stopping| *stopping).await;
             };
-            connection.serve(stream, peer, stop).await;
-            drop(permit);
+            connection.serve(stream, peer, permit, stop).await;
         });
     }
 }
 
 impl Connection {
     /// Serves one connection, within the watchdog's bounds from accept on; `stop` completes on
-    /// shutdown, when the connection is asked to close gracefully.
+    /// shutdown, when the connection is asked to close gracefully. `slot` is given back when the
+    /// socket closes (see `Watched`).
     async fn serve(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
+        slot: OwnedSemaphorePermit,
         stop: impl Future<Output = ()> + Send + 'static,
     ) {
         let _ = stream.set_nodelay(true);
         // The first request head is due at one instant from accept, the TLS handshake included.
         let first_head = tokio::time::Instant::now() + self.limits.header_read;
         let activity = Arc::new(Activity::default());
-        let stream = Watched::new(stream, activity.clone());
+        let stream = Watched::new(stream, activity.clone(), slot);
         match &self.tls {
             None => {
                 self.http(stream, peer, false, activity, first_head, stop)

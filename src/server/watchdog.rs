@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 
 /// How long an idle connection closed gracefully may take to go before it is dropped.
@@ -164,17 +165,20 @@ impl<B: Body> Body for Tracked<B> {
 }
 
 pin_project! {
-    /// The socket, noting reads and write stalls for the watchdog.
+    /// The socket, noting reads and write stalls for the watchdog, and holding the connection's
+    /// slot (`max_connections`) for as long as the socket is open: past the HTTP connection,
+    /// through a WebSocket tunnel it was upgraded to.
     pub(super) struct Watched<S> {
         #[pin]
         io: S,
         activity: Arc<Activity>,
+        slot: OwnedSemaphorePermit,
     }
 }
 
 impl<S> Watched<S> {
-    pub fn new(io: S, activity: Arc<Activity>) -> Self {
-        Watched { io, activity }
+    pub fn new(io: S, activity: Arc<Activity>, slot: OwnedSemaphorePermit) -> Self {
+        Watched { io, activity, slot }
     }
 }
 

@@ -694,6 +694,54 @@ async fn websockets_pass_through_with_auth() {
     }
 }
 
+/// A WebSocket tunnel holds its connection's slot (`max_connections`) until it closes, as its
+/// socket stays open: tunnels cannot pile up past the limit.
+#[tokio::test]
+async fn a_websocket_tunnel_holds_its_connection_slot_until_it_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = backend("a").await;
+    let s = gateway(|cfg| {
+        cfg.upstreams.push(upstream(
+            "/app/",
+            &[&b],
+            AuthMode::None,
+            Balance::RoundRobin,
+        ));
+        cfg.server.max_connections = 1;
+    })
+    .await;
+    let (mut ws, response) = tokio_tungstenite::connect_async(format!("ws://{}/app/ws", s.addr))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    ws.send("hello".into()).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap().into_text().unwrap(),
+        "echo:hello"
+    );
+
+    // Connected by the kernel, but not served while the tunnel holds the only slot.
+    let mut next = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    next.write_all(b"GET /healthz HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let waited = tokio::time::timeout(Duration::from_millis(500), next.read_to_end(&mut answer));
+    let waited = waited.await;
+    let beside = String::from_utf8_lossy(&answer);
+    assert!(waited.is_err(), "served beside the tunnel: {beside}");
+
+    ws.close(None).await.unwrap();
+    drop(ws);
+    let served = tokio::time::timeout(Duration::from_secs(10), next.read_to_end(&mut answer));
+    served
+        .await
+        .expect("served once the tunnel closed")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
 #[tokio::test]
 async fn a_slow_backend_gets_a_json_504() {
     let b = backend("a").await;
