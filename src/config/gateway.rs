@@ -69,6 +69,13 @@ pub struct UpstreamSettings {
         deserialize_with = "positive_duration"
     )]
     pub connect_timeout: Duration,
+    /// A backend's answer whose body brings nothing for this long, or a WebSocket tunnel with
+    /// nothing through it either way, is cut (nginx's `proxy_read_timeout`).
+    #[serde(
+        default = "default_read_timeout",
+        deserialize_with = "positive_duration"
+    )]
+    pub read_timeout: Duration,
 }
 
 /// Every setting but the prefix and the backends as by default: for code that builds one.
@@ -84,6 +91,7 @@ impl Default for UpstreamSettings {
             keepalive: default_keepalive(),
             keepalive_timeout: default_keepalive_timeout(),
             connect_timeout: default_connect_timeout(),
+            read_timeout: default_read_timeout(),
         }
     }
 }
@@ -98,6 +106,10 @@ fn default_keepalive_timeout() -> Duration {
 
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_read_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_health_path() -> String {
@@ -200,15 +212,20 @@ mod tests {
         assert_eq!(defaults.keepalive, 256);
         assert_eq!(defaults.keepalive_timeout, Duration::from_secs(60));
         assert_eq!(defaults.connect_timeout, Duration::from_secs(5));
-        let set = upstream("keepalive = 0\nkeepalive_timeout = \"2m\"\nconnect_timeout = \"1s\"\n");
+        assert_eq!(defaults.read_timeout, Duration::from_secs(60));
+        let set = upstream(
+            "keepalive = 0\nkeepalive_timeout = \"2m\"\nconnect_timeout = \"1s\"\nread_timeout = \"5m\"\n",
+        );
         let set = set.unwrap();
         assert_eq!(set.keepalive, 0);
         assert_eq!(set.keepalive_timeout, Duration::from_secs(120));
         assert_eq!(set.connect_timeout, Duration::from_secs(1));
+        assert_eq!(set.read_timeout, Duration::from_secs(300));
         for (keys, setting) in [
             ("keepalive = -1", "`upstream.keepalive`"),
             ("keepalive_timeout = \"0s\"", "`upstream.keepalive_timeout`"),
             ("connect_timeout = \"soon\"", "`upstream.connect_timeout`"),
+            ("read_timeout = \"0s\"", "`upstream.read_timeout`"),
         ] {
             let err = upstream(keys).unwrap_err().to_string();
             assert!(err.contains(setting), "{keys}: {err}");

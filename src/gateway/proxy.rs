@@ -7,7 +7,7 @@ use crate::config::{AuthMode, UpstreamSettings};
 use crate::http::auth::{AuthError, Authenticated, authenticate};
 use crate::http::client::{MAX_ADDRESS, X_FORWARDED_FOR, address_text};
 use crate::http::error::ApiError;
-use crate::http::{Tls, Tunnel};
+use crate::http::{Closing, Tls, Tunnel};
 use crate::request_id;
 use crate::service::AuthService;
 use axum::body::Body;
@@ -17,10 +17,15 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use hyper::body::{Frame, SizeHint};
 use hyper_util::rt::TokioIo;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
+use tokio::time::Sleep;
 
 /// The header carrying the authenticated user's id to the backend.
 pub const USER_ID: HeaderName = HeaderName::from_static("x-handstamp-user-id");
@@ -161,7 +166,8 @@ impl Upstream {
                         tracing::warn!(request_id = %request_id::current(), backend = backend.base, "backend answered: marked up");
                         self.report_health(&backend, true);
                     }
-                    return respond(response, in_flight, client_upgrade);
+                    let read_timeout = self.settings.read_timeout;
+                    return respond(response, in_flight, client_upgrade, read_timeout);
                 }
                 Err(SendError::Connect {
                     error,
@@ -194,12 +200,14 @@ impl Upstream {
     }
 }
 
-/// The backend's response for the client, with hop-by-hop headers removed; a 101 joins the two
-/// upgraded connections.
+/// The backend's response for the client, with hop-by-hop headers removed, its body cut when
+/// nothing comes for `read_timeout`; a 101 joins the two upgraded connections, until the tunnel
+/// has been idle as long.
 fn respond(
     response: hyper::Response<Returning>,
     in_flight: InFlight,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    read_timeout: Duration,
 ) -> Response {
     let (mut parts, body) = response.into_parts();
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -210,7 +218,7 @@ fn respond(
         let backend_upgrade = hyper::upgrade::on(backend);
         // The access line waits for the tunnel's end (see `Tunnel`).
         let tunnel = Tunnel::default();
-        let mut closing = tunnel.closing();
+        let closing = tunnel.closing();
         parts.extensions.insert(tunnel);
         tokio::spawn(async move {
             let _in_flight = in_flight;
@@ -218,7 +226,8 @@ fn respond(
                 Ok((client, backend)) => {
                     let mut client = closing.count(TokioIo::new(client));
                     let mut backend = TokioIo::new(backend);
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+                    let copying = tokio::io::copy_bidirectional(&mut client, &mut backend);
+                    until_idle(copying, &closing, read_timeout).await;
                 }
                 Err(error) => tracing::debug!(%error, "upgrade failed"),
             }
@@ -226,13 +235,88 @@ fn respond(
         return Response::from_parts(parts, Body::empty());
     }
     remove_hop_by_hop(&mut parts.headers, false);
-    // Holds the backend's in-flight count until the body is done; `map_err`, unlike
-    // `map_frame`, passes on the body's exact length, so that the access line need not count it.
-    let body = body.map_err(move |error| {
-        let _ = &in_flight;
-        error
-    });
+    let body = Paced {
+        body,
+        _in_flight: in_flight,
+        timeout: read_timeout,
+        timer: None,
+        fresh: false,
+    };
     Response::from_parts(parts, Body::new(body))
+}
+
+/// Runs a tunnel's `copying` until it ends, or until a whole `timeout` has passed with nothing
+/// through the tunnel either way: an idle tunnel closes between one and two timeouts after its
+/// last byte.
+async fn until_idle(copying: impl Future, closing: &Closing, timeout: Duration) {
+    let mut copying = std::pin::pin!(copying);
+    loop {
+        let seen = closing.traffic();
+        if tokio::time::timeout(timeout, copying.as_mut())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        if closing.traffic() == seen {
+            tracing::debug!(?timeout, "tunnel idle for read_timeout: closed");
+            return;
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the backend's answer brought nothing for {0:?} (read_timeout)")]
+struct ReadTimedOut(Duration);
+
+pin_project_lite::pin_project! {
+    /// A backend's answer body, cut when it brings nothing for `timeout` (nginx's
+    /// `proxy_read_timeout`); it holds the backend's in-flight count until it is done. Its exact
+    /// length passes on, so that the access line need not count it.
+    struct Paced {
+        #[pin]
+        body: Returning,
+        _in_flight: InFlight,
+        timeout: Duration,
+        // Started only when the body first has to wait: most come whole with the head.
+        timer: Option<Pin<Box<Sleep>>>,
+        // A frame came since the timer was last set.
+        fresh: bool,
+    }
+}
+
+impl hyper::body::Body for Paced {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::BoxError>>> {
+        let this = self.project();
+        if let Poll::Ready(frame) = this.body.poll_frame(cx) {
+            *this.fresh = true;
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        let deadline = tokio::time::Instant::now() + *this.timeout;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if std::mem::take(this.fresh) {
+            timer.as_mut().reset(deadline);
+        }
+        ready!(timer.as_mut().poll(cx));
+        tracing::warn!(request_id = %request_id::current(), timeout = ?this.timeout, "backend answer stalled: cut");
+        Poll::Ready(Some(Err(ReadTimedOut(*this.timeout).into())))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Client-sent `X-Handstamp-*` headers are never trusted.

@@ -4,6 +4,7 @@
 //! extensions and reports its end; the access log says what to do then.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -39,10 +40,11 @@ impl Tunnel {
     }
 
     /// The end of the tunnel, reported when this is dropped, however the tunnel ended (or if it
-    /// never opened), with the bytes [`Closing::count`] saw.
+    /// never opened), with the bytes [`Closing::count`] saw sent to the client.
     pub fn closing(&self) -> Closing {
         Closing {
-            sent: 0,
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
             tunnel: self.clone(),
         }
     }
@@ -56,32 +58,38 @@ impl Tunnel {
     }
 }
 
-/// A tunnel's end, to come (see [`Tunnel::closing`]).
+/// A tunnel's end, to come (see [`Tunnel::closing`]), and what has gone through it so far.
 pub struct Closing {
-    sent: u64,
+    sent: AtomicU64,
+    received: AtomicU64,
     tunnel: Tunnel,
 }
 
 impl Closing {
-    /// `client`, the client's side of the tunnel, counting what is written to it.
-    pub fn count<T>(&mut self, client: T) -> ToClient<'_, T> {
+    /// `client`, the client's side of the tunnel, counting what is written to and read from it.
+    pub fn count<T>(&self, client: T) -> ToClient<'_, T> {
         ToClient {
             client,
-            sent: &mut self.sent,
+            closing: self,
         }
+    }
+
+    /// The bytes through the tunnel so far, either way: unchanged over a while, it is idle.
+    pub fn traffic(&self) -> u64 {
+        self.sent.load(Relaxed) + self.received.load(Relaxed)
     }
 }
 
 impl Drop for Closing {
     fn drop(&mut self) {
-        self.tunnel.closed(self.sent);
+        self.tunnel.closed(self.sent.load(Relaxed));
     }
 }
 
 /// The client's side of a tunnel, counted (see [`Closing::count`]).
 pub struct ToClient<'a, T> {
     client: T,
-    sent: &'a mut u64,
+    closing: &'a Closing,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for ToClient<'_, T> {
@@ -90,7 +98,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for ToClient<'_, T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.client).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.client).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        self.closing.received.fetch_add(n, Relaxed);
+        read
     }
 }
 
@@ -103,7 +115,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ToClient<'_, T> {
         let this = &mut *self;
         let written = Pin::new(&mut this.client).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = written {
-            *this.sent += n as u64;
+            this.closing.sent.fetch_add(n as u64, Relaxed);
         }
         written
     }
@@ -135,8 +147,9 @@ mod tests {
             if wait_first {
                 wait(&tunnel);
             }
-            let mut closing = tunnel.closing();
+            let closing = tunnel.closing();
             closing.count(Vec::new()).write_all(b"hello").await.unwrap();
+            assert_eq!(closing.traffic(), 5);
             drop(closing);
             if !wait_first {
                 wait(&tunnel);

@@ -233,6 +233,16 @@ async fn app_gateway(backends: &[&Backend], auth: AuthMode, balance: Balance) ->
     .await
 }
 
+/// A server proxying `/app/` to `b` without auth, its settings then changed by `tweak`.
+async fn open_gateway(b: &Backend, tweak: impl FnOnce(&mut Settings)) -> TestServer {
+    gateway(|cfg| {
+        let app = upstream("/app/", &[b], AuthMode::None, Balance::RoundRobin);
+        cfg.upstreams.push(app);
+        tweak(cfg);
+    })
+    .await
+}
+
 async fn get(s: &TestServer, path: &str, token: Option<&str>) -> (u16, Value) {
     let mut req = s.client.get(s.url(path));
     if let Some(t) = token {
@@ -700,16 +710,7 @@ async fn websockets_pass_through_with_auth() {
 async fn a_websocket_tunnel_holds_its_connection_slot_until_it_closes() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let b = backend("a").await;
-    let s = gateway(|cfg| {
-        cfg.upstreams.push(upstream(
-            "/app/",
-            &[&b],
-            AuthMode::None,
-            Balance::RoundRobin,
-        ));
-        cfg.server.max_connections = 1;
-    })
-    .await;
+    let s = open_gateway(&b, |cfg| cfg.server.max_connections = 1).await;
     let (mut ws, response) = tokio_tungstenite::connect_async(format!("ws://{}/app/ws", s.addr))
         .await
         .unwrap();
@@ -742,17 +743,60 @@ async fn a_websocket_tunnel_holds_its_connection_slot_until_it_closes() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
+/// A server proxying `/app/` to `b`, without auth, with a `read_timeout` of one second.
+async fn impatient_gateway(b: &Backend) -> TestServer {
+    open_gateway(b, |cfg| {
+        cfg.upstreams[0].read_timeout = Duration::from_secs(1)
+    })
+    .await
+}
+
+/// nginx's `proxy_read_timeout`: an answer whose body stops coming is cut after `read_timeout`,
+/// the client seeing it end short, not held open for as long as the backend likes.
+#[tokio::test]
+async fn a_stalled_answer_is_cut_after_the_read_timeout() {
+    let b = backend("a").await;
+    let s = impatient_gateway(&b).await;
+    let r = s.client.get(s.url("/app/stream")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut chunks = r.bytes_stream();
+    assert_eq!(&chunks.next().await.unwrap().unwrap()[..], b"one;");
+    // The backend waits for a release that never comes.
+    let rest = tokio::time::timeout(Duration::from_secs(10), chunks.next()).await;
+    let rest = rest.expect("the stalled answer was not cut");
+    assert!(matches!(rest, Some(Err(_))), "{rest:?}");
+}
+
+/// The same for a WebSocket tunnel with nothing through it either way: it is closed within two
+/// read timeouts of its last byte.
+#[tokio::test]
+async fn an_idle_websocket_tunnel_is_closed_after_the_read_timeout() {
+    let b = backend("a").await;
+    let s = impatient_gateway(&b).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/app/ws", s.addr))
+        .await
+        .unwrap();
+    ws.send("hello".into()).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap().into_text().unwrap(),
+        "echo:hello"
+    );
+    let start = std::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+    let end = end.expect("the idle tunnel was not closed");
+    assert!(!matches!(end, Some(Ok(ref m)) if !m.is_close()), "{end:?}");
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn a_slow_backend_gets_a_json_504() {
     let b = backend("a").await;
-    let s = gateway(|cfg| {
-        cfg.upstreams.push(upstream(
-            "/app/",
-            &[&b],
-            AuthMode::None,
-            Balance::RoundRobin,
-        ));
-        cfg.server.request_timeout = Duration::from_secs(1);
+    let s = open_gateway(&b, |cfg| {
+        cfg.server.request_timeout = Duration::from_secs(1)
     })
     .await;
     let (status, body) = get(&s, "/app/slow", None).await;
