@@ -238,6 +238,8 @@ fn respond(
     let body = Paced {
         body,
         _in_flight: in_flight,
+        // Its body is read after the request's scope has ended: the warning names it.
+        request_id: request_id::current(),
         timeout: read_timeout,
         timer: None,
         fresh: false,
@@ -277,6 +279,7 @@ pin_project_lite::pin_project! {
         #[pin]
         body: Returning,
         _in_flight: InFlight,
+        request_id: request_id::Current,
         timeout: Duration,
         // Started only when the body first has to wait: most come whole with the head.
         timer: Option<Pin<Box<Sleep>>>,
@@ -306,7 +309,7 @@ impl hyper::body::Body for Paced {
             timer.as_mut().reset(deadline);
         }
         ready!(timer.as_mut().poll(cx));
-        tracing::warn!(request_id = %request_id::current(), timeout = ?this.timeout, "backend answer stalled: cut");
+        tracing::warn!(request_id = %this.request_id, timeout = ?this.timeout, "backend answer stalled: cut");
         Poll::Ready(Some(Err(ReadTimedOut(*this.timeout).into())))
     }
 

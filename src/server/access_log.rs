@@ -129,8 +129,11 @@ pub fn answered(
         false => response.body().size_hint().exact(),
     };
     let status = status.as_u16();
-    // A tunnel (a proxied WebSocket) is logged when it closes, with what went through it.
-    if let Some(tunnel) = response.extensions_mut().remove::<Tunnel>() {
+    // A tunnel (a proxied WebSocket) is logged when it closes, with what went through it; only
+    // a 101 is looked at for one.
+    if status == StatusCode::SWITCHING_PROTOCOLS.as_u16()
+        && let Some(tunnel) = response.extensions_mut().remove::<Tunnel>()
+    {
         let arrival = arrival.take().expect("noted");
         tunnel.on_close(write_later(arrival, request_id, user, status, started));
         return;
